@@ -1,0 +1,130 @@
+"""Tokens: the node's signing key, issuing tokens and checking them.
+
+A node keeps one HS256 secret in `DATA/node.key`, created on first start with mode 0600.
+`confide token` and `POST /v1/tokens` sign with it. An operator who uses an outside
+identity provider configures its RS256 or EdDSA public key instead; the node then only
+checks tokens and cannot issue any.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from server.config import ConfigError, Settings
+from server.errors import BadRequest, Forbidden, Unauthorized
+from server.ids import ROLES, Role, UserId
+
+KEY_FILE = "node.key"
+MAX_USER_ID = 128
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified token speaks for, and until when (unix seconds)."""
+
+    user: UserId
+    role: Role
+    expires_at: float
+
+
+def load_or_create_key(data: Path) -> bytes:
+    """The node's HS256 secret, created in `data` on first use."""
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / KEY_FILE
+    try:
+        key = path.read_bytes().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32).encode()
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # fails if another process created it first
+        except FileExistsError:
+            pass
+        tmp.unlink()
+        key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise ConfigError(f"{path}: the signing key is shorter than 32 bytes")
+    return key
+
+
+class TokenAuthority:
+    """Signs and verifies Confide's JWTs (`sub`, `role`, `exp`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._algorithm = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer or None
+        self._default_ttl = settings.token_ttl_s
+        self._signing_key: bytes | None = None
+        self._verify_key: Any
+        if self._algorithm == "HS256":
+            self._signing_key = load_or_create_key(settings.data)
+            self._verify_key = self._signing_key
+        else:
+            try:
+                self._verify_key = Path(settings.jwt_public_key).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"jwt_public_key: cannot read {settings.jwt_public_key}: "
+                                  f"{exc.strerror}") from None
+
+    @property
+    def can_issue(self) -> bool:
+        return self._signing_key is not None
+
+    def issue(self, user: str, role: str, ttl_s: int | None = None,
+              now: float | None = None) -> str:
+        if self._signing_key is None:
+            raise Forbidden("this node checks tokens of an outside identity provider "
+                            "and issues none")
+        check_user_id(user)
+        if role not in ROLES:
+            raise BadRequest(f"role must be one of {', '.join(ROLES)}")
+        now = time.time() if now is None else now
+        ttl = self._default_ttl if ttl_s is None else ttl_s
+        claims: dict[str, Any] = {"sub": user, "role": role, "iat": int(now),
+                                  "exp": int(now + ttl)}
+        if self._issuer:
+            claims["iss"] = self._issuer
+        return jwt.encode(claims, self._signing_key, algorithm="HS256")
+
+    def verify(self, token: object) -> Identity:
+        """The identity of a valid token; `Unauthorized` saying why otherwise."""
+        if not isinstance(token, str) or not token or len(token) > 8192:
+            raise Unauthorized("token must be a non-empty string")
+        try:
+            claims = jwt.decode(
+                token, self._verify_key, algorithms=[self._algorithm],
+                issuer=self._issuer, options={"require": ["sub", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid token: {type(exc).__name__}") from None
+        user, role = claims.get("sub"), claims.get("role")
+        if not isinstance(user, str) or not is_valid_user_id(user):
+            raise Unauthorized("token `sub` is not a valid user id")
+        if role not in ROLES:
+            raise Unauthorized("token `role` must be client, provider or admin")
+        return Identity(UserId(user), role, float(claims["exp"]))
+
+
+def is_valid_user_id(user: str) -> bool:
+    return 0 < len(user) <= MAX_USER_ID and user.isprintable() and user != "system"
+
+
+def check_user_id(user: object) -> UserId:
+    if not isinstance(user, str) or not is_valid_user_id(user):
+        raise BadRequest(f"user must be a printable string of 1..{MAX_USER_ID} characters, "
+                         "not 'system'")
+    return UserId(user)

@@ -1,0 +1,50 @@
+"""The in-process broker of the embedded default: one node, no network.
+
+Every `MemoryBroker` made with the same `MemoryBus` sees the others' events, which lets
+tests run several hubs in one process the way several nodes would run over Redis.
+"""
+
+from __future__ import annotations
+
+from server.broker.base import Handler
+
+
+class MemoryBus:
+    """Channels shared by the brokers of one process."""
+
+    def __init__(self) -> None:
+        self.brokers: list[MemoryBroker] = []
+
+
+class MemoryBroker:
+    """`Broker` within one process: delivery is a direct call, in publish order, never lost."""
+
+    def __init__(self, bus: MemoryBus | None = None) -> None:
+        self._bus = bus or MemoryBus()
+        self._handler: Handler | None = None
+        self._channels: set[str] = set()
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+        self._bus.brokers.append(self)
+
+    async def stop(self) -> None:
+        if self in self._bus.brokers:
+            self._bus.brokers.remove(self)
+        self._handler = None
+        self._channels.clear()
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        self.publish_nowait(channel, payload)
+
+    def publish_nowait(self, channel: str, payload: bytes) -> None:
+        for broker in self._bus.brokers:
+            handler = broker._handler
+            if handler is not None and channel in broker._channels:
+                handler(channel, payload)
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)

@@ -1,0 +1,144 @@
+"""Frames on the wire: the two encodings of protocol v1 and the checks on client fields.
+
+A frame is a map with `t`. `confide.v1.msgpack` carries one msgpack map per binary
+frame, `confide.v1.json` one JSON object per text frame. `decode` raises
+`ProtocolViolation` (close 4400) for anything that is not such a map; the field readers
+raise `BadRequest` naming the field (an `error` reply, the connection lives on).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import msgpack
+
+from server.errors import BadRequest, ProtocolViolation, TooLarge
+
+Encoding = Literal["msgpack", "json"]
+SUBPROTOCOLS: Final[dict[str, Encoding]] = {
+    "confide.v1.msgpack": "msgpack",
+    "confide.v1.json": "json",
+}
+MAX_ID_CHARS = 64
+Frame = dict[str, Any]
+
+_json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_packer_options: dict[str, Any] = {"use_bin_type": True}
+
+
+def encode(frame: Frame, encoding: Encoding) -> bytes | str:
+    if encoding == "msgpack":
+        return msgpack.packb(frame, **_packer_options)  # type: ignore[no-any-return]
+    return _json_encoder.encode(frame)
+
+
+def decode(data: bytes | str, encoding: Encoding) -> Frame:
+    """The frame in `data`; `ProtocolViolation` if it is not a map with a string `t`."""
+    try:
+        if encoding == "msgpack":
+            if not isinstance(data, bytes):
+                raise ProtocolViolation("text frame on a msgpack connection")
+            frame = msgpack.unpackb(data, raw=False, strict_map_key=False,
+                                    max_bin_len=len(data), max_str_len=len(data))
+        else:
+            if not isinstance(data, str):
+                raise ProtocolViolation("binary frame on a JSON connection")
+            frame = json.loads(data)
+    except ProtocolViolation:
+        raise
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError, RecursionError):
+        raise ProtocolViolation(f"undecodable {encoding} frame") from None
+    if not isinstance(frame, dict):
+        raise ProtocolViolation("a frame must be a map")
+    if not isinstance(frame.get("t"), str):
+        raise ProtocolViolation("a frame must have a string `t`")
+    return frame
+
+
+class Outgoing:
+    """A frame sent to many connections, encoded at most once per encoding."""
+
+    __slots__ = ("_json", "_msgpack", "frame")
+
+    def __init__(self, frame: Frame) -> None:
+        self.frame = frame
+        self._msgpack: bytes | None = None
+        self._json: str | None = None
+
+    def encoded(self, encoding: Encoding) -> bytes | str:
+        if encoding == "msgpack":
+            if self._msgpack is None:
+                self._msgpack = msgpack.packb(self.frame, **_packer_options)
+            return self._msgpack
+        if self._json is None:
+            self._json = _json_encoder.encode(self.frame)
+        return self._json
+
+
+def iso(ms: int) -> str:
+    """A wire time: ISO 8601 in UTC with milliseconds and an explicit offset."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+# -- reading client fields --------------------------------------------------------------
+
+
+def request_id(frame: Frame) -> str | int | None:
+    """The request `id`, checked: a string or integer of at most 64 characters."""
+    rid = frame.get("id")
+    if rid is None:
+        return None
+    if isinstance(rid, bool) or not isinstance(rid, str | int) or len(str(rid)) > MAX_ID_CHARS:
+        raise BadRequest(f"`id` must be a string or integer of at most {MAX_ID_CHARS} characters")
+    return rid
+
+
+def text_field(frame: Frame, name: str, *, max_chars: int, required: bool = True) -> str | None:
+    value = frame.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"`{name}` is required")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"`{name}` must be a string")
+    if len(value) > max_chars:
+        raise TooLarge(f"`{name}` is longer than {max_chars} characters")
+    if not value:
+        raise BadRequest(f"`{name}` must not be empty")
+    return value
+
+
+def int_field(frame: Frame, name: str, *, minimum: int = 0, maximum: int = 2**53,
+              required: bool = True) -> int | None:
+    value = frame.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"`{name}` is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"`{name}` must be an integer")
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"`{name}` must be between {minimum} and {maximum}")
+    return value
+
+
+def bool_field(frame: Frame, name: str) -> bool:
+    value = frame.get(name)
+    if not isinstance(value, bool):
+        raise BadRequest(f"`{name}` must be true or false")
+    return value
+
+
+def cmid_field(frame: Frame) -> str | int:
+    value = frame.get("cmid")
+    if value is None:
+        raise BadRequest("`cmid` is required")
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        raise BadRequest("`cmid` must be a non-empty string or an integer")
+    if len(str(value)) > MAX_ID_CHARS or (isinstance(value, int) and not 0 <= value < 2**53):
+        raise BadRequest(f"`cmid` must be at most {MAX_ID_CHARS} characters, "
+                         "or an integer from 0 to 2**53-1")
+    return value

@@ -1,0 +1,132 @@
+"""The node's settings: one frozen record, read from flags and `CONFIDE_*` environment variables.
+
+Every setting has a flag (`--rate-limit-per-s`) and an environment variable
+(`CONFIDE_RATE_LIMIT_PER_S`); a flag wins over the environment, the environment over
+the default. A value that does not parse, or is out of range, stops start-up with a
+message naming the setting, what was given and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a node is configured with. Field docs are the configuration table of the README."""
+
+    data: Path = Path("./confide-data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    node: str = ""  # the node's id in `welcome`; defaults to host:port
+    redis: str = ""  # Redis URL: run as one node of many (later issue)
+    database: str = ""  # PostgreSQL URL (later issue)
+    # Tokens
+    jwt_algorithm: str = "HS256"  # HS256 with the node's key, or RS256 / EdDSA with jwt_public_key
+    jwt_public_key: str = ""  # path to a PEM public key of an external identity provider
+    jwt_issuer: str = ""  # if set, tokens must carry this `iss`
+    token_ttl_s: int = 3600
+    # Protocol limits
+    hello_timeout_s: float = 10.0
+    heartbeat_s: float = 20.0
+    max_frame_bytes: int = 65536
+    max_text_chars: int = 20000
+    max_subscriptions: int = 1000
+    max_connections_per_user: int = 10
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 100
+    rate_limit_strikes: int = 50  # refused frames in a row before close 4429
+    outgoing_queue: int = 1024  # frames buffered per connection before close 4408
+    replay_page: int = 200  # messages per page when streaming a backlog
+    history_max: int = 200
+    # Store
+    sqlite_synchronous: str = "FULL"  # FULL: fsync each group commit; NORMAL: survive kill -9 only
+    group_commit_max: int = 512
+    # Server
+    graceful_shutdown_s: float = 10.0
+    log_level: str = "info"
+
+    def node_id(self) -> str:
+        return self.node or f"{self.host}:{self.port}"
+
+
+# Settings whose value must be strictly positive.
+_POSITIVE = {
+    "hello_timeout_s", "heartbeat_s", "max_frame_bytes", "max_text_chars", "max_subscriptions",
+    "max_connections_per_user", "rate_limit_per_s", "rate_limit_burst", "rate_limit_strikes",
+    "outgoing_queue", "replay_page", "history_max", "group_commit_max", "token_ttl_s",
+}
+_CHOICES = {
+    "jwt_algorithm": ("HS256", "RS256", "EdDSA"),
+    "sqlite_synchronous": ("FULL", "NORMAL"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+
+
+def env_name(name: str) -> str:
+    return "CONFIDE_" + name.upper()
+
+
+def _convert(name: str, raw: object, kind: type) -> object:
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    text = str(raw).strip()
+    try:
+        if kind is Path:
+            if not text:
+                raise ValueError("empty path")
+            return Path(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+    except ValueError:
+        pass
+    raise ConfigError(f"{name}: {text!r} is not a valid {kind.__name__}")
+
+
+def load(overrides: Mapping[str, object] | None = None,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from defaults, then `environ` (`CONFIDE_*`), then `overrides` (flags)."""
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    values: dict[str, object] = {}
+    types = {"Path": Path, "int": int, "float": float, "str": str}
+    for f in dataclasses.fields(Settings):
+        kind = types[str(f.type)]
+        raw: object | None = overrides.get(f.name)
+        if raw is None and env_name(f.name) in environ:
+            raw = environ[env_name(f.name)]
+        if raw is None:
+            continue
+        value = _convert(f.name, raw, kind)
+        if f.name in _POSITIVE and isinstance(value, int | float) and value <= 0:
+            raise ConfigError(f"{f.name}: must be greater than 0, got {value}")
+        choices = _CHOICES.get(f.name)
+        if choices is not None:
+            value = _canonical_choice(f.name, str(value), choices)
+        values[f.name] = value
+    port = values.get("port", Settings.port)
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"port: must be 0..65535, got {port}")
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.jwt_algorithm != "HS256" and not settings.jwt_public_key:
+        raise ConfigError(f"jwt_algorithm: {settings.jwt_algorithm} needs jwt_public_key (a PEM file)")
+    return settings
+
+
+def _canonical_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    for choice in choices:
+        if choice.lower() == value.lower():
+            return choice
+    raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")

@@ -1,0 +1,185 @@
+"""The node's view of its rooms: who follows which room here, presence, and broker fan-out.
+
+Theory of operation: a connection that `sub`s a room *follows* it on this node; the node
+subscribes to the room's broker channel while at least one local connection follows it.
+Everything that happens in a room (a stored message, typing, a read mark, presence, a
+change of provider) is published on the room's channel, by whichever node it happened
+on, and comes back to every following node through `_on_event`, which hands an
+`Outgoing` (encoded at most once per encoding) to each local follower without awaiting
+anything. A connection's own bounded queue decides what happens if it cannot keep up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from server.broker import Broker
+from server.codec import Frame, Outgoing
+from server.config import Settings
+from server.errors import NotFound
+from server.ids import RoomId, UserId
+from server.store import RoomRecord, Store
+
+if TYPE_CHECKING:
+    from server.connection import Connection
+
+log = logging.getLogger("confide.hub")
+
+# Kinds of broker events on a room channel.
+EV_MSG = "msg"  # a stored message; carries its seq
+EV_RELAY = "relay"  # typing, read, presence: to every follower but the user's own devices?
+EV_ROOM = "room"  # the room record changed (a new provider)
+
+
+def channel(room: RoomId) -> str:
+    return "room:" + room
+
+
+class Hub:
+    """Local followers of rooms, presence counts and the broker between nodes."""
+
+    def __init__(self, settings: Settings, store: Store, broker: Broker) -> None:
+        self.settings = settings
+        self.node = settings.node_id()
+        self.store = store
+        self.broker = broker
+        self._followers: dict[RoomId, set[Connection]] = {}
+        self._rooms: dict[RoomId, RoomRecord] = {}
+        self._devices: dict[UserId, set[Connection]] = {}
+        self.connections: set[Connection] = set()
+        self.started = time.monotonic()
+        self.delivered = 0  # statistics: frames handed to connections by fan-out
+
+    async def start(self) -> None:
+        await self.broker.start(self._on_event)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    # -- rooms ----------------------------------------------------------------------------
+
+    async def room(self, room: RoomId) -> RoomRecord:
+        """The room's record, from the cache; `NotFound` if there is no such room."""
+        record = self._rooms.get(room)
+        if record is None:
+            record = await self.store.get_room(room)
+            if record is None:
+                raise NotFound(f"no room {room}")
+            self._rooms[room] = record
+        return record
+
+    def remember(self, records: Iterable[RoomRecord]) -> None:
+        for record in records:
+            self._rooms[record.room] = record
+
+    async def room_changed(self, record: RoomRecord) -> None:
+        """Tell every node that `record` replaced the room's previous record."""
+        self._rooms[record.room] = record
+        await self._publish(record.room, EV_ROOM, {"room": record.room})
+
+    # -- following ------------------------------------------------------------------------
+
+    async def follow(self, room: RoomId, conn: Connection) -> None:
+        """From now on `conn` gets the room's events (once this returns)."""
+        followers = self._followers.get(room)
+        if followers is None:
+            followers = self._followers[room] = set()
+            followers.add(conn)
+            await self.broker.subscribe(channel(room))
+        else:
+            followers.add(conn)
+
+    async def unfollow(self, room: RoomId, conn: Connection) -> None:
+        followers = self._followers.get(room)
+        if followers is None:
+            return
+        followers.discard(conn)
+        if not followers:
+            del self._followers[room]
+            await self.broker.unsubscribe(channel(room))
+
+    # -- presence -------------------------------------------------------------------------
+
+    def is_online(self, user: UserId) -> bool:
+        return bool(self._devices.get(user))
+
+    def device_count(self, user: UserId) -> int:
+        return len(self._devices.get(user, ()))
+
+    async def connected(self, conn: Connection, rooms: Iterable[RoomRecord]) -> None:
+        self.connections.add(conn)
+        devices = self._devices.setdefault(conn.user, set())
+        devices.add(conn)
+        if len(devices) == 1:
+            await self._presence(conn.user, rooms, online=True)
+
+    async def disconnected(self, conn: Connection, rooms: Iterable[RoomRecord]) -> None:
+        self.connections.discard(conn)
+        devices = self._devices.get(conn.user)
+        if devices is None:
+            return
+        devices.discard(conn)
+        if not devices:
+            del self._devices[conn.user]
+            await self._presence(conn.user, rooms, online=False)
+
+    async def _presence(self, user: UserId, rooms: Iterable[RoomRecord], online: bool) -> None:
+        for record in rooms:
+            if record.is_member(user):
+                await self.relay(record.room, {"t": "presence", "room": record.room,
+                                               "user": user, "online": online})
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish_message(self, room: RoomId, frame: Frame) -> None:
+        """Fan out a stored message (a `msg` frame with its `seq`) to every node."""
+        await self._publish(room, EV_MSG, frame)
+
+    async def relay(self, room: RoomId, frame: Frame, skip_user: UserId | None = None) -> None:
+        """Fan out an ephemeral frame; `skip_user`'s own connections do not get it."""
+        await self._publish(room, EV_RELAY, frame, skip_user)
+
+    async def _publish(self, room: RoomId, kind: str, frame: Frame,
+                       skip_user: UserId | None = None) -> None:
+        payload = msgpack.packb((kind, room, frame, skip_user), use_bin_type=True)
+        await self.broker.publish(channel(room), payload)
+
+    def _on_event(self, chan: str, payload: bytes) -> None:
+        try:
+            kind, room, frame, skip_user = msgpack.unpackb(payload, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException):
+            log.error("dropped an undecodable broker event on %s", chan)
+            return
+        if kind == EV_ROOM:
+            self._rooms.pop(room, None)
+            for conn in list(self._followers.get(room, ())):
+                conn.room_changed(room)
+            return
+        followers = self._followers.get(room)
+        if not followers:
+            return
+        out = Outgoing(frame)
+        if kind == EV_MSG:
+            seq: int = frame["seq"]
+            for conn in tuple(followers):
+                conn.deliver_message(room, seq, out)
+        else:
+            for conn in tuple(followers):
+                if conn.user != skip_user:
+                    conn.deliver(out)
+        self.delivered += len(followers)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "connections": len(self.connections),
+            "users_online": len(self._devices),
+            "rooms_followed": len(self._followers),
+            "delivered": self.delivered,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+        }

@@ -1,0 +1,196 @@
+"""What each client frame does: the handlers of protocol v1, between decoding and the store.
+
+Every handler checks its fields (`BadRequest` naming the field), checks that the user
+may act on the room (R1: only its client and current provider), asks the session rules
+where they have a say, then persists, publishes and answers. Handlers never touch the
+socket: they queue frames on the connection.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from server import codec
+from server.codec import Frame
+from server.config import Settings
+from server.connection import Connection, Subscription
+from server.errors import BadRequest, Forbidden, NotFound, TooLarge
+from server.hub import Hub
+from server.ids import MessageKind, RoomId
+from server.store import RoomRecord, Store, StoredMessage
+
+SEND_KINDS: tuple[MessageKind, ...] = ("text", "voice", "video")
+MAX_ROOM_ID = 64
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Requests:
+    """The request handlers of one node, shared by all its connections."""
+
+    def __init__(self, settings: Settings, store: Store, hub: Hub) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self._handlers: dict[str, Any] = {
+            "sub": self.sub,
+            "unsub": self.unsub,
+            "send": self.send,
+            "history": self.history,
+            "typing": self.typing,
+            "read": self.read,
+            "ping": self.ping,
+        }
+
+    async def dispatch(self, conn: Connection, frame: Frame, rid: object) -> None:
+        kind = frame["t"]
+        handler = self._handlers.get(kind)
+        if handler is None:
+            if kind == "hello":
+                raise BadRequest("already said hello")
+            raise BadRequest(f"unknown frame type {kind[:32]!r}")
+        await handler(conn, frame, rid)
+
+    # -- shared -----------------------------------------------------------------------------
+
+    async def member_room(self, conn: Connection, frame: Frame) -> RoomRecord:
+        """The frame's room, if the connection's user may act in it (R1)."""
+        room_id = codec.text_field(frame, "room", max_chars=MAX_ROOM_ID)
+        assert room_id is not None
+        try:
+            record = await self.hub.room(RoomId(room_id))
+        except NotFound:
+            raise NotFound(f"no room {room_id}") from None
+        if not record.is_member(conn.user):
+            raise Forbidden("only the room's client and provider may use it (R1)")
+        return record
+
+    def message_frame(self, message: StoredMessage) -> Frame:
+        frame: Frame = {"t": "msg", "room": message.room, "seq": message.seq,
+                        "from": message.sender, "kind": message.kind,
+                        "ts": codec.iso(message.ts_ms), "cmid": message.cmid}
+        if message.media is not None:
+            frame["media"] = message.media
+        else:
+            frame["body"] = message.body
+        return frame
+
+    async def room_extras(self, room: RoomId, user: str) -> Frame:
+        record = await self.hub.room(room)
+        other = record.other(user)
+        return {"reads": await self.store.reads(room), "online": {other: self.hub.is_online(other)}}
+
+    async def drop_subscription(self, conn: Connection, room: RoomId) -> None:
+        if conn.subs.pop(room, None) is not None:
+            await self.hub.unfollow(room, conn)
+
+    async def drop_all(self, conn: Connection) -> None:
+        for room in list(conn.subs):
+            await self.drop_subscription(conn, room)
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def sub(self, conn: Connection, frame: Frame, rid: object) -> None:
+        record = await self.member_room(conn, frame)
+        since = codec.int_field(frame, "since", required=False)
+        room = record.room
+        if room not in conn.subs and len(conn.subs) >= self.settings.max_subscriptions:
+            raise TooLarge(f"at most {self.settings.max_subscriptions} subscriptions")
+        await self.drop_subscription(conn, room)
+        sub = Subscription(room, last=0)
+        conn.subs[room] = sub
+        await self.hub.follow(room, conn)
+        if since is None:
+            since = await self.store.head(room)
+        sub.last = since
+        conn.spawn(self._stream_backlog(conn, sub, rid))
+
+    async def _stream_backlog(self, conn: Connection, sub: Subscription, rid: object) -> None:
+        await conn._catch_up(sub, announce=False)
+        if conn.subs.get(sub.room) is not sub:
+            return
+        reply: Frame = {"t": "subbed", "room": sub.room, "head": sub.last,
+                        **await self.room_extras(sub.room, conn.user)}
+        if rid is not None:
+            reply["re"] = rid
+        conn.send(reply)
+
+    async def unsub(self, conn: Connection, frame: Frame, rid: object) -> None:
+        room_id = codec.text_field(frame, "room", max_chars=MAX_ROOM_ID)
+        assert room_id is not None
+        room = RoomId(room_id)
+        if room not in conn.subs:
+            raise NotFound(f"not subscribed to {room}")
+        await self.drop_subscription(conn, room)
+        conn.send(_reply({"t": "unsubbed", "room": room}, rid))
+
+    async def send(self, conn: Connection, frame: Frame, rid: object) -> None:
+        record = await self.member_room(conn, frame)
+        cmid = codec.cmid_field(frame)
+        kind = frame.get("kind")
+        if kind not in SEND_KINDS:
+            raise BadRequest("`kind` must be text, voice or video")
+        body: str | None = None
+        media = None
+        if kind == "text":
+            body = codec.text_field(frame, "body", max_chars=self.settings.max_text_chars)
+            if "media" in frame:
+                raise BadRequest("a text message has `body`, not `media`")
+        else:
+            media_id = codec.text_field(frame, "media", max_chars=64)
+            raise NotFound(f"no media {media_id} in this room")
+        appended = await self.store.append(record.room, conn.user, cmid, kind, body, media,
+                                           now_ms())
+        message = appended.message
+        if not appended.dup:
+            await self.hub.publish_message(record.room, self.message_frame(message))
+        conn.send(_reply({"t": "ack", "room": record.room, "seq": message.seq,
+                          "cmid": message.cmid, "ts": codec.iso(message.ts_ms),
+                          "dup": appended.dup}, rid))
+
+    async def history(self, conn: Connection, frame: Frame, rid: object) -> None:
+        record = await self.member_room(conn, frame)
+        before = codec.int_field(frame, "before", minimum=1, required=False)
+        limit = codec.int_field(frame, "limit", minimum=1, maximum=self.settings.history_max,
+                                required=False) or 50
+        msgs = await self.store.messages_before(record.room, before, limit)
+        frames = [self.message_frame(m) for m in msgs]
+        for f in frames:
+            del f["t"]
+        conn.send(_reply({"t": "history", "room": record.room, "msgs": frames,
+                          "more": bool(msgs) and msgs[0].seq > 1}, rid))
+
+    async def typing(self, conn: Connection, frame: Frame, rid: object) -> None:
+        record = await self.member_room(conn, frame)
+        on = codec.bool_field(frame, "on")
+        await self.hub.relay(record.room, {"t": "typing", "room": record.room,
+                                           "user": conn.user, "on": on}, skip_user=conn.user)
+
+    async def read(self, conn: Connection, frame: Frame, rid: object) -> None:
+        record = await self.member_room(conn, frame)
+        seq = codec.int_field(frame, "seq", minimum=0)
+        assert seq is not None
+        head = await self.store.head(record.room)
+        if seq > head:
+            raise BadRequest(f"`seq` {seq} is past the room's head {head}")
+        stored = await self.store.set_read(record.room, conn.user, seq)
+        out: Frame = {"t": "read", "room": record.room, "user": conn.user, "seq": stored}
+        await self.hub.relay(record.room, out)
+        if rid is not None and record.room not in conn.subs:
+            conn.send(_reply(dict(out), rid))
+
+    async def ping(self, conn: Connection, frame: Frame, rid: object) -> None:
+        n = frame.get("n")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int | str)
+                              or len(str(n)) > 64):
+            raise BadRequest("`n` must be an integer or a short string")
+        conn.send(_reply({"t": "pong", "n": n}, rid))
+
+
+def _reply(frame: Frame, rid: object) -> Frame:
+    if rid is not None:
+        frame["re"] = rid
+    return frame

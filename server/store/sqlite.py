@@ -1,0 +1,361 @@
+"""The embedded store: one SQLite file in WAL mode, written by one thread with group commit.
+
+Theory of operation: every write is an `_Op`, a function run against the writer's
+connection. The writer thread takes the first waiting op, then every op queued behind it
+(up to `group_commit_max`), runs each inside its own SAVEPOINT in one transaction and
+commits once, so a thousand concurrent sends cost one fsync. Only after COMMIT returns are
+the callers' futures resolved, which is what makes `ack` durable. An op that fails rolls
+back to its savepoint and fails alone; a failed COMMIT fails the whole batch.
+
+The writer is the only place that assigns `seq`: it keeps each room's head in memory
+(read from the table on first use, dropped when a commit fails), so the next `seq` costs
+no query. Reads run on a small pool of threads with connections of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from server.errors import Conflict, InternalError, NotFound
+from server.ids import MediaId, MessageKind, RoomId, UserId
+from server.store.base import Appended, RoomRecord, StoredMessage
+
+log = logging.getLogger("confide.store")
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT PRIMARY KEY,
+    client TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    service TEXT NOT NULL,
+    messaging INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rooms_client ON rooms (client);
+CREATE INDEX IF NOT EXISTS rooms_provider ON rooms (provider);
+CREATE TABLE IF NOT EXISTS provider_changes (
+    room TEXT NOT NULL,
+    old_provider TEXT NOT NULL,
+    new_provider TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    cmid,
+    kind TEXT NOT NULL,
+    body TEXT,
+    media TEXT,
+    ts_ms INTEGER NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_cmid ON messages (room, sender, cmid)
+    WHERE cmid IS NOT NULL;
+CREATE TABLE IF NOT EXISTS reads (
+    room TEXT NOT NULL,
+    user TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (room, user)
+) WITHOUT ROWID;
+"""
+
+_MSG_COLUMNS = "room, seq, sender, kind, body, media, ts_ms, cmid"
+
+
+def _message(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(RoomId(row[0]), row[1], UserId(row[2]), row[3], row[4],
+                         MediaId(row[5]) if row[5] is not None else None, row[6], row[7])
+
+
+def _room(row: tuple[Any, ...]) -> RoomRecord:
+    return RoomRecord(RoomId(row[0]), UserId(row[1]), UserId(row[2]), row[3], row[4],
+                      bool(row[5]), row[6])
+
+
+@dataclass
+class _WriterState:
+    """What the writer thread knows between batches."""
+
+    heads: dict[str, int] = field(default_factory=dict)
+
+    def head(self, conn: sqlite3.Connection, room: str) -> int:
+        head = self.heads.get(room)
+        if head is None:
+            row = conn.execute("SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone()
+            head = row[0] or 0
+            self.heads[room] = head
+        return head
+
+
+Op = Callable[[sqlite3.Connection, _WriterState], Any]
+
+
+@dataclass(slots=True)
+class _Pending:
+    op: Op
+    future: asyncio.Future[Any]
+
+
+def connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class SQLiteStore:
+    """The embedded `Store` (see `server.store.base` for what it guarantees)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", group_commit_max: int = 512,
+                 readers: int = 2) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._max_batch = group_commit_max
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_lock = threading.Lock()
+        self.commits = 0  # statistics: transactions committed
+        self.ops = 0  # statistics: writes committed
+
+    # -- life ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await asyncio.to_thread(self._open_writer)
+        self._thread = threading.Thread(target=self._run, args=(conn,), name="store-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = connect(self.path, self._synchronous)
+        conn.executescript(SCHEMA)
+        return conn
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._readers.shutdown(wait=True)
+        with self._read_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        state = _WriterState()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit(conn, state, batch)
+                if stop:
+                    break
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, state: _WriterState,
+                batch: list[_Pending]) -> None:
+        results: list[tuple[_Pending, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for pending in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = pending.op(conn, state)
+                except Exception as exc:  # the op fails alone
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    state.heads.clear()
+                    results.append((pending, None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((pending, value, None))
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.ops += len(batch)
+        except sqlite3.Error as exc:
+            log.error("store commit failed (%d writes): %s", len(batch), type(exc).__name__)
+            state.heads.clear()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = InternalError("the store could not commit")
+            results = [(pending, None, failure) for pending in batch]
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_resolve, results)
+
+    async def _write(self, op: Op) -> Any:
+        if self._thread is None:
+            raise InternalError("the store is closed")
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Pending(op, future))
+        return await future
+
+    # -- reads --------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self._synchronous)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._read_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+
+    # -- rooms --------------------------------------------------------------------------
+
+    async def create_room(self, room: RoomRecord) -> None:
+        def op(conn: sqlite3.Connection, _: _WriterState) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO rooms (room, client, provider, plan, service, messaging,"
+                    " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (room.room, room.client, room.provider, room.plan, room.service,
+                     int(room.messaging), room.created_ms))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"room {room.room} exists") from None
+
+        await self._write(op)
+
+    async def get_room(self, room: RoomId) -> RoomRecord | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT room, client, provider, plan, service, messaging, created_ms FROM rooms"
+            " WHERE room = ?", (room,)).fetchone())
+        return _room(row) if row else None
+
+    async def rooms_of(self, user: UserId) -> list[RoomRecord]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT room, client, provider, plan, service, messaging, created_ms FROM rooms"
+            " WHERE client = ? OR provider = ? ORDER BY created_ms, room",
+            (user, user)).fetchall())
+        return [_room(r) for r in rows]
+
+    async def set_provider(self, room: RoomId, provider: UserId, now_ms: int) -> RoomRecord:
+        def op(conn: sqlite3.Connection, _: _WriterState) -> RoomRecord:
+            row = conn.execute(
+                "SELECT room, client, provider, plan, service, messaging, created_ms FROM rooms"
+                " WHERE room = ?", (room,)).fetchone()
+            if row is None:
+                raise NotFound(f"no room {room}")
+            old = _room(row)
+            conn.execute("UPDATE rooms SET provider = ? WHERE room = ?", (provider, room))
+            conn.execute("INSERT INTO provider_changes VALUES (?, ?, ?, ?)",
+                         (room, old.provider, provider, now_ms))
+            return RoomRecord(old.room, old.client, provider, old.plan, old.service,
+                              old.messaging, old.created_ms)
+
+        return cast(RoomRecord, await self._write(op))
+
+    # -- messages -----------------------------------------------------------------------
+
+    async def append(self, room: RoomId, sender: UserId, cmid: str | int | None,
+                     kind: MessageKind, body: str | None, media: MediaId | None,
+                     now_ms: int) -> Appended:
+        def op(conn: sqlite3.Connection, state: _WriterState) -> Appended:
+            if cmid is not None:
+                row = conn.execute(
+                    f"SELECT {_MSG_COLUMNS} FROM messages WHERE room = ? AND sender = ?"
+                    " AND cmid = ?", (room, sender, cmid)).fetchone()
+                if row is not None:
+                    return Appended(_message(row), dup=True)
+            seq = state.head(conn, room) + 1
+            conn.execute(
+                "INSERT INTO messages (room, seq, sender, cmid, kind, body, media, ts_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (room, seq, sender, cmid, kind, body, media, now_ms))
+            state.heads[room] = seq
+            return Appended(StoredMessage(room, seq, sender, kind, body, media, now_ms, cmid),
+                            dup=False)
+
+        return cast(Appended, await self._write(op))
+
+    async def messages_after(self, room: RoomId, after: int, limit: int) -> list[StoredMessage]:
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_MSG_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?", (room, after, limit)).fetchall())
+        return [_message(r) for r in rows]
+
+    async def messages_before(self, room: RoomId, before: int | None,
+                              limit: int) -> list[StoredMessage]:
+        bound = before if before is not None else 2**62
+        rows = await self._read(lambda c: c.execute(
+            f"SELECT {_MSG_COLUMNS} FROM messages WHERE room = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?", (room, bound, limit)).fetchall())
+        return [_message(r) for r in reversed(rows)]
+
+    async def head(self, room: RoomId) -> int:
+        row = await self._read(lambda c: c.execute(
+            "SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone())
+        return int(row[0] or 0)
+
+    async def heads(self, rooms: list[RoomId]) -> dict[RoomId, int]:
+        def fn(conn: sqlite3.Connection) -> dict[RoomId, int]:
+            return {room: int(conn.execute("SELECT MAX(seq) FROM messages WHERE room = ?",
+                                           (room,)).fetchone()[0] or 0) for room in rooms}
+
+        return await self._read(fn) if rooms else {}
+
+    async def set_read(self, room: RoomId, user: UserId, seq: int) -> int:
+        def op(conn: sqlite3.Connection, _: _WriterState) -> int:
+            conn.execute(
+                "INSERT INTO reads (room, user, seq) VALUES (?, ?, ?)"
+                " ON CONFLICT (room, user) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                (room, user, seq))
+            row = conn.execute("SELECT seq FROM reads WHERE room = ? AND user = ?",
+                               (room, user)).fetchone()
+            return int(row[0])
+
+        return cast(int, await self._write(op))
+
+    async def reads(self, room: RoomId) -> dict[UserId, int]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT user, seq FROM reads WHERE room = ?", (room,)).fetchall())
+        return {UserId(u): s for u, s in rows}
+
+
+def _resolve(results: list[tuple[_Pending, Any, BaseException | None]]) -> None:
+    for pending, value, exc in results:
+        if pending.future.done():
+            continue
+        if exc is not None:
+            pending.future.set_exception(exc)
+        else:
+            pending.future.set_result(value)

@@ -1,0 +1,1 @@
+"""Test support: real Confide nodes on free ports and a small protocol client."""
