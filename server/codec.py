@@ -30,7 +30,7 @@ _packer_options: dict[str, Any] = {"use_bin_type": True}
 
 def encode(frame: Frame, encoding: Encoding) -> bytes | str:
     if encoding == "msgpack":
-        return msgpack.packb(frame, **_packer_options)  # type: ignore[no-any-return]
+        return msgpack.packb(frame, **_packer_options)
     return _json_encoder.encode(frame)
 
 

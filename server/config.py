@@ -121,7 +121,8 @@ def load(overrides: Mapping[str, object] | None = None,
         raise ConfigError(f"port: must be 0..65535, got {port}")
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.jwt_algorithm != "HS256" and not settings.jwt_public_key:
-        raise ConfigError(f"jwt_algorithm: {settings.jwt_algorithm} needs jwt_public_key (a PEM file)")
+        raise ConfigError(f"jwt_algorithm: {settings.jwt_algorithm} needs jwt_public_key "
+                          "(a PEM file)")
     return settings
 
 

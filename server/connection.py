@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket
 
 from server import codec
-from server.auth import Identity, TokenAuthority
+from server.auth import Identity
 from server.codec import Encoding, Frame, Outgoing
 from server.errors import (
     CLOSE_PROTOCOL,

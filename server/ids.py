@@ -1,4 +1,4 @@
-"""The identifiers of the domain, as distinct types so that a room id is never passed as a user id."""
+"""The identifiers of the domain, as distinct types: a room id is never passed as a user id."""
 
 from __future__ import annotations
 
