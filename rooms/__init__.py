@@ -1,0 +1,1 @@
+"""Confide session rules, pure: no sockets, no database, no clock."""
