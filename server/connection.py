@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -64,6 +65,9 @@ class Subscription:
     seen: int = 0  # highest seq seen live while catching up
 
 
+_serial = itertools.count(1)
+
+
 class Connection:
     """A client's connection after `hello`: its subscriptions and its outgoing queue."""
 
@@ -75,6 +79,7 @@ class Connection:
         self.user: UserId = identity.user
         self.role = identity.role
         self.requests = requests
+        self.id = f"{requests.hub.node}/{next(_serial)}"
         settings = requests.settings
         self.subs: dict[RoomId, Subscription] = {}
         self.rooms: dict[RoomId, RoomRecord] = {}  # the rooms this user belonged to at hello
@@ -254,7 +259,8 @@ class Connection:
                     return
                 continue
             if len(data) > max_bytes:
-                self.reply_error(TooLarge(f"frame over {max_bytes} bytes"))
+                self.reply_error(TooLarge(f"frame over {max_bytes} bytes"),
+                                 _peek_id(data, self.encoding, limit=len(data)))
                 continue
             try:
                 frame = codec.decode(data, self.encoding)
@@ -273,9 +279,9 @@ class Connection:
                 self.reply_error(InternalError("internal error"), rid)
 
 
-def _peek_id(data: bytes | str, encoding: Encoding) -> object:
+def _peek_id(data: bytes | str, encoding: Encoding, limit: int = 4096) -> object:
     """The request id of a frame refused before decoding, if it can be read cheaply."""
-    if len(data) > 4096:
+    if len(data) > limit:
         return None
     try:
         frame = codec.decode(data, encoding)

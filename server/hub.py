@@ -32,7 +32,7 @@ log = logging.getLogger("confide.hub")
 
 # Kinds of broker events on a room channel.
 EV_MSG = "msg"  # a stored message; carries its seq
-EV_RELAY = "relay"  # typing, read, presence: to every follower but the user's own devices?
+EV_RELAY = "relay"  # typing, read, presence: ephemeral, to followers but the skipped
 EV_ROOM = "room"  # the room record changed (a new provider)
 
 
@@ -140,18 +140,19 @@ class Hub:
         """Fan out a stored message (a `msg` frame with its `seq`) to every node."""
         await self._publish(room, EV_MSG, frame)
 
-    async def relay(self, room: RoomId, frame: Frame, skip_user: UserId | None = None) -> None:
-        """Fan out an ephemeral frame; `skip_user`'s own connections do not get it."""
-        await self._publish(room, EV_RELAY, frame, skip_user)
+    async def relay(self, room: RoomId, frame: Frame, skip_user: UserId | None = None,
+                    skip_conn: str | None = None) -> None:
+        """Fan out an ephemeral frame; `skip_user`'s connections and `skip_conn` miss it."""
+        await self._publish(room, EV_RELAY, frame, skip_user, skip_conn)
 
     async def _publish(self, room: RoomId, kind: str, frame: Frame,
-                       skip_user: UserId | None = None) -> None:
-        payload = msgpack.packb((kind, room, frame, skip_user), use_bin_type=True)
+                       skip_user: UserId | None = None, skip_conn: str | None = None) -> None:
+        payload = msgpack.packb((kind, room, frame, skip_user, skip_conn), use_bin_type=True)
         await self.broker.publish(channel(room), payload)
 
     def _on_event(self, chan: str, payload: bytes) -> None:
         try:
-            kind, room, frame, skip_user = msgpack.unpackb(payload, raw=False)
+            kind, room, frame, skip_user, skip_conn = msgpack.unpackb(payload, raw=False)
         except (ValueError, TypeError, msgpack.UnpackException):
             log.error("dropped an undecodable broker event on %s", chan)
             return
@@ -170,7 +171,7 @@ class Hub:
                 conn.deliver_message(room, seq, out)
         else:
             for conn in tuple(followers):
-                if conn.user != skip_user:
+                if conn.user != skip_user and conn.id != skip_conn:
                     conn.deliver(out)
         self.delivered += len(followers)
 

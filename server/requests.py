@@ -178,9 +178,8 @@ class Requests:
             raise BadRequest(f"`seq` {seq} is past the room's head {head}")
         stored = await self.store.set_read(record.room, conn.user, seq)
         out: Frame = {"t": "read", "room": record.room, "user": conn.user, "seq": stored}
-        await self.hub.relay(record.room, out)
-        if rid is not None and record.room not in conn.subs:
-            conn.send(_reply(dict(out), rid))
+        await self.hub.relay(record.room, out, skip_conn=conn.id)
+        conn.send(_reply(out, rid))
 
     async def ping(self, conn: Connection, frame: Frame, rid: object) -> None:
         n = frame.get("n")

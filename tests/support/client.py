@@ -21,7 +21,11 @@ Frame = dict[str, Any]
 
 
 class Client:
-    """One websocket connection speaking protocol v1 in either encoding."""
+    """One websocket connection speaking protocol v1 in either encoding.
+
+    A reader task collects every frame in `inbox`; `next` takes the first that matches,
+    so several coroutines may wait for replies at once.
+    """
 
     def __init__(self, ws: ClientConnection, encoding: str) -> None:
         self.ws = ws
@@ -29,6 +33,9 @@ class Client:
         self.inbox: list[Frame] = []
         self._ids = itertools.count(1)
         self.welcome: Frame = {}
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+        self.received = 0
 
     @classmethod
     async def connect(cls, base_url: str, token: str | None = None, encoding: str = "msgpack",
@@ -43,6 +50,23 @@ class Client:
             assert client.welcome["t"] == "welcome", client.welcome
         return client
 
+    async def _read(self) -> None:
+        try:
+            async for data in self.ws:
+                if isinstance(data, bytes):
+                    assert self.encoding == "msgpack", "binary frame on a JSON connection"
+                    frame: Frame = msgpack.unpackb(data, raw=False)
+                else:
+                    assert self.encoding == "json", "text frame on a msgpack connection"
+                    frame = json.loads(data)
+                self.inbox.append(frame)
+                self.received += 1
+                self._arrived.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._arrived.set()
+
     def encode(self, frame: Frame) -> bytes | str:
         if self.encoding == "msgpack":
             return msgpack.packb(frame, use_bin_type=True)  # type: ignore[no-any-return]
@@ -54,28 +78,17 @@ class Client:
     async def send_raw(self, data: bytes | str) -> None:
         await self.ws.send(data)
 
-    async def recv(self, timeout: float = TIMEOUT) -> Frame:
-        data = await asyncio.wait_for(self.ws.recv(), timeout)
-        if isinstance(data, bytes):
-            assert self.encoding == "msgpack", "binary frame on a JSON connection"
-            frame: Frame = msgpack.unpackb(data, raw=False)
-        else:
-            assert self.encoding == "json", "text frame on a msgpack connection"
-            frame = json.loads(data)
-        return frame
-
     async def next(self, match: Callable[[Frame], bool], timeout: float = TIMEOUT) -> Frame:
         """The first frame (already received or coming) for which `match` holds."""
-        for i, frame in enumerate(self.inbox):
-            if match(frame):
-                return self.inbox.pop(i)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            frame = await self.recv(max(0.0, deadline - loop.time()))
-            if match(frame):
-                return frame
-            self.inbox.append(frame)
+        async with asyncio.timeout(timeout):
+            while True:
+                for i, frame in enumerate(self.inbox):
+                    if match(frame):
+                        return self.inbox.pop(i)
+                if self._reader.done():
+                    raise ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent)
+                self._arrived.clear()
+                await self._arrived.wait()
 
     async def next_type(self, t: str, timeout: float = TIMEOUT, **fields: Any) -> Frame:
         return await self.next(lambda f: f.get("t") == t and all(
@@ -109,14 +122,11 @@ class Client:
 
     async def closed(self, timeout: float = TIMEOUT) -> tuple[int | None, str]:
         """Wait for the server to close; the close code and reason."""
-        try:
-            while True:
-                frame = await self.recv(timeout)
-                self.inbox.append(frame)
-        except ConnectionClosed:
-            pass
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._reader)
         rcvd = self.ws.close_rcvd
         return (rcvd.code, rcvd.reason) if rcvd else (None, "")
 
     async def close(self) -> None:
         await self.ws.close()
+        await self._reader
