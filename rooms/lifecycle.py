@@ -95,7 +95,13 @@ class Lapse:
 
 @dataclass(frozen=True)
 class NoShowCheck:
-    """The grace period after the start ended (R15)."""
+    """The grace period after the start ended (R15).
+
+    `joined`: the sides the join records show present by the start plus the grace
+    (e.g. from `signaling`'s attendance); None uses the session's own `joined`.
+    """
+
+    joined: frozenset[Side] | None = None
 
 
 @dataclass(frozen=True)
@@ -375,8 +381,8 @@ def _effects(
         case Lapse():
             entries.append(ledger.settle(session.id, "release", now, "R8"))
             notices.append("lapsed")
-        case NoShowCheck():
-            outcome = deadlines.no_show_outcome(session.joined)
+        case NoShowCheck(joined=joined):
+            outcome = deadlines.no_show_outcome(session.joined if joined is None else joined)
             if outcome is None:
                 raise RuleError("R15", f"session {session.id}: both sides joined")
             entries.append(ledger.settle(session.id, outcome.credit, now, outcome.rule))
