@@ -1,0 +1,389 @@
+"""One simulated user: its websocket, its hello and sub, its sending schedule and its receipts.
+
+A :class:`ChatUser` is one member of a two-person room. It connects, says
+``hello``, subscribes (with ``since`` when it resumes) and then, while the run
+lasts, sends stamped text messages at its rate with think-time jitter, a
+``typing`` before some of them and a ``read`` receipt for what it received. It
+records the server's acks in its own :class:`~loadtest.tally.Flow` and its
+partner's messages in the partner's flow, so every message is checked on both
+ends. Rate-limited sends are retried with the same ``cmid``; unacknowledged
+sends are repeated with the same ``cmid`` after a reconnect (the server answers
+``dup``). Nothing here decides when to drop or stop: the worker does, through
+:meth:`ChatUser.interrupt` and the :class:`Gate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from loadtest.tally import Flow, Meter, Receiver
+from loadtest.wire import Codec, Frame, cmid_for, n_from_cmid, read_stamp, stamp_body
+
+OPEN_TIMEOUT_S = 15.0
+MAX_RECONNECTS = 50
+RETRY_AFTER_S = 0.05
+MAX_RETRIES = 256
+
+
+@dataclass(frozen=True)
+class Member:
+    """A provisioned user: who it is, its token, its room and the node it talks to."""
+
+    user: str
+    token: str
+    room: str
+    url: str  # the websocket URL (…/ws)
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    rate: float  # messages a second, per user
+    jitter: float  # think time varies by ± this share of the interval
+    typing_share: float  # share of messages preceded by `typing on`
+    read_every_s: float  # at most one `read` receipt per this many seconds (0: none)
+    padding: int  # extra body bytes
+    heartbeat_s: float  # an app `ping` when nothing was sent for this long
+
+
+class Gate:
+    """The phases of a worker, shared by its users.
+
+    ``go`` starts sending, ``stop`` ends it; ``opening`` bounds the opens in
+    flight; ``all_opened`` is set once every user's first open ended (either way),
+    ``all_resumed`` once every user dropped by a storm is back.
+    """
+
+    def __init__(self, users: int, open_concurrency: int) -> None:
+        self.go = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.drained = asyncio.Event()  # set by a receipt or ack that leaves nothing outstanding
+        self.opening = asyncio.Semaphore(open_concurrency)
+        self.users = users
+        self.first_opens = 0
+        self.all_opened = asyncio.Event()
+        self.resumes_expected = 0
+        self.resumes = 0
+        self.all_resumed = asyncio.Event()
+        if users == 0:
+            self.all_opened.set()
+
+    def mark_opened(self) -> None:
+        self.first_opens += 1
+        if self.first_opens >= self.users:
+            self.all_opened.set()
+
+    def expect_resumes(self, n: int) -> None:
+        self.resumes_expected, self.resumes = n, 0
+        self.all_resumed.clear()
+        if n == 0:
+            self.all_resumed.set()
+
+    def mark_resumed(self) -> None:
+        self.resumes += 1
+        if self.resumes >= self.resumes_expected:
+            self.all_resumed.set()
+
+
+class OpenFailed(Exception):
+    """The connection, hello or sub did not complete."""
+
+
+class ChatUser:
+    """One member of a room, sending to and receiving from its partner."""
+
+    def __init__(
+        self,
+        member: Member,
+        flow: Flow,
+        partner_flow: Flow,
+        settings: ChatSettings,
+        meter: Meter,
+        codec: Codec,
+        rng: random.Random,
+        gate: Gate,
+    ) -> None:
+        self.gate = gate
+        self.member = member
+        self.flow = flow
+        self.partner_flow = partner_flow
+        self.receiver = Receiver()
+        self.settings = settings
+        self.meter = meter
+        self.codec = codec
+        self.rng = rng
+        self.pending: dict[int, int] = {}  # n → first send time (monotonic ns), not yet acked
+        self.retry: deque[tuple[float, int]] = deque()
+        self.unread_seq = 0
+        self.read_seq = 0
+        self.ws: ClientConnection | None = None
+        self._interrupt = asyncio.Event()
+        self._interrupt_reason = ""
+        self._end_reason = ""
+        self.resumed_at_ns = 0  # when the last open completed
+        self.heartbeat_s = settings.heartbeat_s
+
+    # -- control, from the worker -------------------------------------------------
+
+    def interrupt(self, reason: str) -> None:
+        """Ask the current session to end: ``done`` (close), ``drop`` (abort and resume)."""
+        self._interrupt_reason = reason
+        self._interrupt.set()
+
+    # -- opening ------------------------------------------------------------------
+
+    async def open(self, since: int | None) -> ClientConnection:
+        """Connect, hello and sub (with backlog when ``since`` is given), retrying a few times."""
+        for attempt in range(5):
+            try:
+                async with self.gate.opening:
+                    return await self._open_once(since)
+            except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed, OpenFailed) as exc:
+                self.meter.errors.add(open_error_name(exc))
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0) * (0.5 + self.rng.random()))
+        raise OpenFailed(self.member.user)
+
+    async def _open_once(self, since: int | None) -> ClientConnection:
+        t0 = time.monotonic_ns()
+        async with asyncio.timeout(OPEN_TIMEOUT_S):
+            ws = await connect(
+                self.member.url,
+                subprotocols=[self.codec.subprotocol],  # type: ignore[list-item]
+                compression=None,
+                ping_interval=None,
+                close_timeout=2,
+                max_queue=1024,
+                open_timeout=OPEN_TIMEOUT_S,
+            )
+            try:
+                await ws.send(self.codec.encode({"t": "hello", "token": self.member.token}))
+                welcome = self.codec.decode(await ws.recv())
+                if welcome.get("t") != "welcome":
+                    raise OpenFailed(f"hello answered {welcome.get('t')}/{welcome.get('code')}")
+                beat = welcome.get("heartbeat_s")
+                if isinstance(beat, int | float) and beat > 0:
+                    self.heartbeat_s = min(self.settings.heartbeat_s, beat * 0.8)
+                sub: Frame = {"t": "sub", "room": self.member.room, "id": "sub"}
+                if since is not None:
+                    sub["since"] = since
+                await ws.send(self.codec.encode(sub))
+                while True:
+                    frame = self.codec.decode(await ws.recv())
+                    kind = frame.get("t")
+                    if kind == "subbed":
+                        break
+                    if kind == "error":
+                        raise OpenFailed(f"sub answered {frame.get('code')}")
+                    self.on_frame(frame, backlog=True)
+            except BaseException:
+                ws.transport.abort()
+                raise
+        self.meter.record_setup(time.monotonic_ns() - t0)
+        self.resumed_at_ns = time.monotonic_ns()
+        return ws
+
+    # -- the life of the user -----------------------------------------------------
+
+    async def life(self, offline_at_s: float | None, offline_for_s: float) -> None:
+        """Connect, wait for go, then send and receive until interrupted with ``done``."""
+        gate = self.gate
+        try:
+            ws = await self.open(None)
+        except OpenFailed:
+            self.meter.errors.add("user_failed")
+            return
+        finally:
+            gate.mark_opened()
+        self.meter.connections += 1
+        await gate.go.wait()
+        offline_deadline = None if offline_at_s is None else time.monotonic() + offline_at_s
+        for _ in range(MAX_RECONNECTS):
+            reason = await self._session(ws, offline_deadline)
+            self.meter.connections -= 1
+            if reason == "done":
+                return
+            if reason == "offline":
+                offline_deadline = None
+                await asyncio.sleep(offline_for_s)
+            elif reason == "closed":
+                self.meter.errors.add("closed_by_server")
+            try:
+                ws = await self.open(self.receiver.last_seq)
+            except OpenFailed:
+                self.meter.errors.add("user_failed")
+                return
+            finally:
+                if reason == "drop":
+                    gate.mark_resumed()
+            self.meter.connections += 1
+        self.meter.errors.add("too_many_reconnects")
+
+    async def _session(self, ws: ClientConnection, offline_deadline: float | None) -> str:
+        self.ws = ws
+        self._interrupt.clear()
+        self._end_reason = ""
+        async with asyncio.TaskGroup() as tg:
+            sender = tg.create_task(self._send_loop(ws, self.gate))
+            watcher = tg.create_task(self._watch(ws, offline_deadline))
+            code = await self._read_loop(ws)
+            sender.cancel()
+            watcher.cancel()
+        self.ws = None
+        if not self._end_reason and code is not None:
+            self.meter.errors.add(f"close_{code}")
+        return self._end_reason or "closed"
+
+    async def _watch(self, ws: ClientConnection, offline_deadline: float | None) -> None:
+        delay = None if offline_deadline is None else max(0.0, offline_deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(delay):
+                await self._interrupt.wait()
+            self._end_reason = self._interrupt_reason
+        except TimeoutError:
+            self._end_reason = "offline"
+        if self._end_reason == "drop":
+            ws.transport.abort()  # the network goes away: no closing handshake
+        else:
+            await ws.close()
+
+    # -- receiving ----------------------------------------------------------------
+
+    async def _read_loop(self, ws: ClientConnection) -> int | None:
+        try:
+            async for data in ws:
+                self.on_frame(self.codec.decode(data), backlog=False)
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd is not None else 1006
+        return None
+
+    def on_frame(self, frame: Frame, backlog: bool) -> None:
+        meter = self.meter
+        meter.frames_in += 1
+        kind = frame.get("t")
+        if kind == "msg":
+            self._on_msg(frame, backlog)
+            self._check_drained()
+        elif kind == "ack":
+            n = n_from_cmid(frame.get("cmid"))
+            if n is None or not self.flow.on_ack(n):
+                meter.errors.add("foreign_ack")
+                return
+            sent_ns = self.pending.pop(n, None)
+            if sent_ns is not None:
+                meter.record_ack(time.monotonic_ns() - sent_ns)
+            self._check_drained()
+        elif kind == "error":
+            code = str(frame.get("code"))
+            meter.errors.add(code)
+            re = frame.get("re")
+            if code == "rate_limited" and isinstance(re, int) and re in self.pending:
+                if len(self.retry) < MAX_RETRIES:
+                    self.retry.append((time.monotonic() + RETRY_AFTER_S, re))
+
+    def _check_drained(self) -> None:
+        if self.gate.stop.is_set() and self.meter.totals.outstanding() <= 0:
+            self.gate.drained.set()
+
+    def _on_msg(self, frame: Frame, backlog: bool) -> None:
+        if frame.get("from") == self.member.user:
+            return  # our own message, in a backlog
+        seq = frame.get("seq")
+        n = n_from_cmid(frame.get("cmid"))
+        stamp = read_stamp(frame.get("body"))
+        if not isinstance(seq, int) or n is None or stamp is None or stamp[0] != n:
+            self.meter.errors.add("foreign_msg")
+            return
+        first = self.partner_flow.on_receive(n, self.receiver.check(seq, n))
+        self.unread_seq = max(self.unread_seq, seq)
+        if not first:
+            return
+        if backlog:
+            self.meter.backlog_delivered += 1
+        else:
+            self.meter.record_latency(time.monotonic_ns() - stamp[1])
+
+    # -- sending ------------------------------------------------------------------
+
+    async def _send_loop(self, ws: ClientConnection, gate: Gate) -> None:
+        s = self.settings
+        meter = self.meter
+        encode = self.codec.encode
+        room = self.member.room
+        interval = 1.0 / s.rate if s.rate > 0 else 0.0
+        for n in sorted(self.pending):  # after a reconnect: the same cmid again
+            await self._send_msg(ws, n, self.pending[n])
+        now = time.monotonic()
+        next_t = now + (self.rng.uniform(0, interval) if interval else 1e18)
+        last_out = last_read = now
+        try:
+            while not gate.stop.is_set():
+                now = time.monotonic()
+                wake = min(next_t, last_out + self.heartbeat_s)
+                if self.retry:
+                    wake = min(wake, self.retry[0][0])
+                if wake > now:
+                    await asyncio.sleep(wake - now)
+                    now = time.monotonic()
+                    if gate.stop.is_set():
+                        break
+                while self.retry and self.retry[0][0] <= now:
+                    n = self.retry.popleft()[1]
+                    if n in self.pending:
+                        await self._send_msg(ws, n, self.pending[n])
+                if now >= next_t:
+                    meter.scheduled += 1
+                    if now - next_t > 0.1:
+                        meter.schedule_late += 1
+                    if s.typing_share and self.rng.random() < s.typing_share:
+                        await ws.send(encode({"t": "typing", "room": room, "on": True}))
+                        meter.frames_out += 1
+                    n = self.flow.next_n()
+                    send_ns = time.monotonic_ns()
+                    self.pending[n] = send_ns
+                    await self._send_msg(ws, n, send_ns)
+                    next_t += interval * self.rng.uniform(1 - s.jitter, 1 + s.jitter)
+                    last_out = now
+                if s.read_every_s and self.unread_seq > self.read_seq:
+                    if now - last_read >= s.read_every_s:
+                        self.read_seq = self.unread_seq
+                        await ws.send(encode({"t": "read", "room": room, "seq": self.read_seq}))
+                        meter.frames_out += 1
+                        last_read = last_out = now
+                if now - last_out >= self.heartbeat_s:
+                    await ws.send(encode({"t": "ping"}))
+                    meter.frames_out += 1
+                    last_out = now
+        except ConnectionClosed:
+            return
+
+    async def _send_msg(self, ws: ClientConnection, n: int, send_ns: int) -> None:
+        body = stamp_body(n, self.settings.padding, send_ns)
+        frame = {
+            "t": "send",
+            "room": self.member.room,
+            "cmid": cmid_for(n),
+            "kind": "text",
+            "body": body,
+            "id": n,
+        }
+        await ws.send(self.codec.encode(frame))
+        self.meter.frames_out += 1
+
+
+def open_error_name(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"connect_http_{exc.response.status_code}"
+    if isinstance(exc, TimeoutError):
+        return "connect_timeout"
+    if isinstance(exc, OSError):
+        return "connect_refused"
+    if isinstance(exc, ConnectionClosed):
+        code = exc.rcvd.code if exc.rcvd is not None else 1006
+        return f"close_{code}"
+    return "open_failed"
