@@ -228,6 +228,11 @@ REFUSAL_RULES: dict[LiveEventName, str] = {
     "no_show": "R15",
     "end": "R10",
 }
+# ...unless the state has a more telling reason: an unconfirmed session cannot start (R8).
+STATE_REFUSAL_RULES: dict[tuple[LiveState, LiveEventName], str] = {
+    ("booked", "join"): "R8",
+    ("booked", "begin"): "R8",
+}
 
 
 def live_diagram() -> str:
@@ -275,7 +280,7 @@ def apply(
         party,
         holds,
         subject=f"session {session.id}",
-        refusal_rule=REFUSAL_RULES[name],
+        refusal_rule=STATE_REFUSAL_RULES.get((session.state, name), REFUSAL_RULES[name]),
         who_rule="R13" if name in ("cancel", "reschedule") else None,
     )
     return _effects(session, row, event, party, now, room, ledger, settings)
