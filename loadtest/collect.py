@@ -70,7 +70,6 @@ class Collector:
 
     def mark_go(self) -> None:
         self.go_t = time.monotonic()
-        self.connections_go = self._connections()
         if self.server is not None:
             self.rss_go = self.server.sample(self.go_t).rss_bytes
 
@@ -188,8 +187,10 @@ class Collector:
         cpus = [p.server_cpu_pct for p in window if p.server_cpu_pct is not None]
         rss = [p.server_rss_mb for p in self.points if p.server_rss_mb is not None]
         per_conn = None
-        if self.rss_start is not None and self.rss_go is not None and self.connections_go:
-            per_conn = round((self.rss_go - self.rss_start) / self.connections_go / 1024, 2)
+        rss_window = [p.server_rss_mb for p in window if p.server_rss_mb is not None]
+        if self.rss_start is not None and rss_window and self.connections_go:
+            grown = max(rss_window) * 2**20 - self.rss_start
+            per_conn = round(grown / self.connections_go / 1024, 2)
         health = self._health(lag, scheduled, late)
         duration = max(cfg.duration_s, 1e-6)
         return Report(

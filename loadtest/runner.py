@@ -188,7 +188,8 @@ def _drive(config: RunConfig, plans: list[WorkerPlan], collector: Collector) -> 
             except queue.Empty:
                 kind, item = "", None
             if kind == "ready":
-                ready.add(item)
+                ready.add(item[0])
+                collector.connections_go += item[1]
             elif kind == "tick":
                 collector.tick(item)
             elif kind == "final":

@@ -129,7 +129,7 @@ class Worker:
 
     async def wait_go(self) -> None:
         """Tell the parent this worker is ready, and wait for its ``go``."""
-        self.put(("ready", self.plan.index))
+        self.put(("ready", (self.plan.index, self.meter.connections)))
         loop = asyncio.get_running_loop()
         while not await loop.run_in_executor(None, self.go.wait, 0.5):
             pass
@@ -205,6 +205,8 @@ class Worker:
             t0 = time.monotonic_ns()
             await asyncio.sleep(period)
             lag = time.monotonic_ns() - t0 - int(period * 1e9)
+            if not self.go.is_set():
+                continue  # connecting is not the run: it has its own figures
             self.loop_lag.record_ns(lag)
             self.lag_max_ns = max(self.lag_max_ns, lag)
 
