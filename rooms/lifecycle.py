@@ -193,6 +193,7 @@ LIVE_TRANSITIONS: tuple[T, ...] = (
     T("waiting", "join", "waiting", MEMBERS, "R10"),
     T("waiting", "leave", "waiting", MEMBERS, "R10"),
     T("waiting", "begin", "started", CLOCK, "R10", "both_in_after_start"),
+    T("started", "join", "started", MEMBERS, "R10"),
     T("started", "leave", "started", MEMBERS, "R10"),
     T("started", "end", "ended", MEMBERS, "R10"),
     T("started", "end", "ended", CLOCK, "R10", "overrun_passed"),
@@ -347,7 +348,7 @@ def _effects(
             notices.append("reminder")
         case Join():
             new = replace(new, joined=session.joined | {_side(party)})
-            if row.target == "started":
+            if session.state == "waiting" and row.target == "started":
                 entries.append(ledger.settle(session.id, "consume", now, "R10"))
         case Leave():
             new = replace(new, joined=session.joined - {_side(party)})

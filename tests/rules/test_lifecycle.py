@@ -144,6 +144,9 @@ def test_r10_second_join_after_start_starts_at_once(scenario: Scenario) -> None:
     scenario.confirmed(START)
     scenario.do(Join(), START - MIN, PROVIDER)
     assert scenario.do(Join(), START + 3 * MIN, CLIENT).state == "started"
+    ledger = scenario.ledger
+    assert scenario.do(Join(), START + 9 * MIN, CLIENT).state == "started"  # a reconnect
+    assert scenario.ledger == ledger  # consumed once
 
 
 def test_r10_leaving_the_waiting_room_before_start(scenario: Scenario) -> None:
