@@ -128,7 +128,7 @@ def check_signal_data(
             assert_never(kind)
 
 
-def encoded_size(data: dict[object, object]) -> int:
+def encoded_size(data: object) -> int:
     """The size of `data` as compact UTF-8 JSON: the same limit over msgpack and JSON."""
     try:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

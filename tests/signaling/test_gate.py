@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from server.errors import Conflict, Forbidden, RuleError
 from server.ids import SessionId, UserId
-from signaling.events import Ended, Left, PeerAway, Start, Waiting, frame_of
+from signaling.events import Ended, Event, Left, PeerAway, Start, Waiting, frame_of
 from signaling.gate import GateSettings, JoinGate
 
 S = SessionId("s1")
@@ -42,7 +43,7 @@ def started_gate() -> JoinGate:
     return gate
 
 
-def starts(events: list[object]) -> list[Start]:
+def starts(events: Sequence[Event]) -> list[Start]:
     return [e for e in events if isinstance(e, Start)]
 
 

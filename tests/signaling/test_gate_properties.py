@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from server.errors import ClientError, Conflict, Forbidden, RuleError
 from server.ids import SessionId, UserId
 from signaling.events import Ended, Event, Left, PeerAway, Start, Waiting
-from signaling.gate import GateSettings, JoinGate
+from signaling.gate import CloseReason, GateSettings, JoinGate
 
 S = SessionId("s-prop")
 CLIENT = UserId("client")
@@ -37,6 +37,7 @@ START = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
 END = START + timedelta(minutes=45)
 GRACE = timedelta(seconds=60)
 OPENS = timedelta(minutes=10)
+CLOSE_REASONS: list[CloseReason] = ["cancelled", "no_show"]
 
 who = st.sampled_from([CLIENT, PROVIDER, CLIENT, PROVIDER, STRANGER])
 seconds = st.one_of(
@@ -62,9 +63,9 @@ step = st.tuples(
     who,
     st.sampled_from([True] * 9 + [False]),
     seconds,
-    st.sampled_from(["cancelled", "no_show"]),
+    st.sampled_from(CLOSE_REASONS),
 )
-Step = tuple[str, UserId, bool, int, str]
+Step = tuple[str, UserId, bool, int, CloseReason]
 
 # The first `now`: mostly inside the join window, sometimes before it or late.
 first_offset = st.one_of(
@@ -135,7 +136,7 @@ def check_intervals(gate: JoinGate, model: Model) -> None:
 
 
 @settings(max_examples=2000, deadline=None)
-@given(first_offset, st.lists(step, min_size=8, max_size=60))
+@given(first_offset, st.lists(step, min_size=8, max_size=50))
 def test_r10_gate_properties_hold_for_random_sequences(offset: int, steps: list[Step]) -> None:
     gate = JoinGate(
         session=S,

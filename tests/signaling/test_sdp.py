@@ -69,7 +69,7 @@ def test_r6_unknown_media_types_are_refused_without_echo() -> None:
 def test_r3_psychiatry_sessions_are_video_only() -> None:
     for modality in ("audio", "chat"):
         with pytest.raises(RuleError) as err:
-            check_modality(sdp(DATA), modality, "psychiatry")  # type: ignore[arg-type]
+            check_modality(sdp(DATA), modality, "psychiatry")
         assert err.value.rule == "R3"
 
 
