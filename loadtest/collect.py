@@ -188,7 +188,8 @@ class Collector:
         rss = [p.server_rss_mb for p in self.points if p.server_rss_mb is not None]
         per_conn = None
         rss_window = [p.server_rss_mb for p in window if p.server_rss_mb is not None]
-        if self.rss_start is not None and rss_window and self.connections_go:
+        if (cfg.scenario == "idle" and self.rss_start is not None and rss_window
+                and self.connections_go):
             grown = max(rss_window) * 2**20 - self.rss_start
             per_conn = round(grown / self.connections_go / 1024, 2)
         health = self._health(lag, scheduled, late)

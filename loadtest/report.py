@@ -155,8 +155,9 @@ class Report:
             f"  server cpu {_opt(self.server_cpu_pct, '%')} rss {_opt(self.server_rss_mb, ' MB')}",
         ]
         if self.setup_ms.count:
-            lines.append(f"  setup p50 {self.setup_ms.p50:.1f} ms p99 {self.setup_ms.p99:.1f} ms  "
-                         f"{self.setups_per_s:.0f}/s")
+            rate = f"  {self.setups_per_s:.0f}/s" if self.scenario == "churn" else ""
+            lines.append(f"  setup (connect → subbed) p50 {self.setup_ms.p50:.1f} ms "
+                         f"p99 {self.setup_ms.p99:.1f} ms{rate}")
         if self.server_rss_per_connection_kb is not None:
             per_conn = self.server_rss_per_connection_kb
             lines.append(f"  server memory per connection {per_conn:.1f} KB")

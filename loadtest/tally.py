@@ -227,7 +227,7 @@ class Meter:
         self.totals = Totals()
         self.errors = ErrorCounts()
         self.latency = Histogram()  # send → other member's receipt, this interval
-        self.latency_all = Histogram()
+        self.latency_all = Histogram()  # the whole run, up to the last interval taken
         self.ack = Histogram()  # send → ack, this interval
         self.ack_all = Histogram()
         self.setup = Histogram()  # connect → subbed, this interval
@@ -242,19 +242,19 @@ class Meter:
 
     def record_latency(self, ns: int) -> None:
         self.latency.record_ns(ns)
-        self.latency_all.record_ns(ns)
 
     def record_ack(self, ns: int) -> None:
         self.ack.record_ns(ns)
-        self.ack_all.record_ns(ns)
 
     def record_setup(self, ns: int) -> None:
         self.setups += 1
         self.setup.record_ns(ns)
-        self.setup_all.record_ns(ns)
 
     def take_interval(self) -> tuple[Histogram, Histogram, Histogram]:
         """The interval histograms (latency, ack, setup), replaced by empty ones."""
         taken = self.latency, self.ack, self.setup
+        self.latency_all.merge(self.latency)
+        self.ack_all.merge(self.ack)
+        self.setup_all.merge(self.setup)
         self.latency, self.ack, self.setup = Histogram(), Histogram(), Histogram()
         return taken

@@ -62,6 +62,7 @@ class Gate:
 
     def __init__(self, users: int, open_concurrency: int) -> None:
         self.go = asyncio.Event()
+        self.go_at = 0.0
         self.stop = asyncio.Event()
         self.drained = asyncio.Event()  # set by a receipt or ack that leaves nothing outstanding
         self.opening = asyncio.Semaphore(open_concurrency)
@@ -201,15 +202,14 @@ class ChatUser:
         finally:
             gate.mark_opened()
         self.meter.connections += 1
-        await gate.go.wait()
-        offline_deadline = None if offline_at_s is None else time.monotonic() + offline_at_s
+        offline_after: float | None = offline_at_s
         for _ in range(MAX_RECONNECTS):
-            reason = await self._session(ws, offline_deadline)
+            reason = await self._session(ws, offline_after)
+            offline_after = None
             self.meter.connections -= 1
             if reason == "done":
                 return
             if reason == "offline":
-                offline_deadline = None
                 await asyncio.sleep(offline_for_s)
             elif reason == "closed":
                 self.meter.errors.add("closed_by_server")
@@ -224,13 +224,14 @@ class ChatUser:
             self.meter.connections += 1
         self.meter.errors.add("too_many_reconnects")
 
-    async def _session(self, ws: ClientConnection, offline_deadline: float | None) -> str:
+    async def _session(self, ws: ClientConnection, offline_after: float | None) -> str:
+        """Send and receive on one connection until it ends; why it ended."""
         self.ws = ws
         self._interrupt.clear()
         self._end_reason = ""
         async with asyncio.TaskGroup() as tg:
             sender = tg.create_task(self._send_loop(ws, self.gate))
-            watcher = tg.create_task(self._watch(ws, offline_deadline))
+            watcher = tg.create_task(self._watch(ws, offline_after))
             code = await self._read_loop(ws)
             sender.cancel()
             watcher.cancel()
@@ -239,8 +240,12 @@ class ChatUser:
             self.meter.errors.add(f"close_{code}")
         return self._end_reason or "closed"
 
-    async def _watch(self, ws: ClientConnection, offline_deadline: float | None) -> None:
-        delay = None if offline_deadline is None else max(0.0, offline_deadline - time.monotonic())
+    async def _watch(self, ws: ClientConnection, offline_after: float | None) -> None:
+        """End the session when interrupted, or ``offline_after`` seconds after go."""
+        await self.gate.go.wait()
+        delay = None
+        if offline_after is not None:
+            delay = max(0.0, self.gate.go_at + offline_after - time.monotonic())
         try:
             async with asyncio.timeout(delay):
                 await self._interrupt.wait()
@@ -316,6 +321,7 @@ class ChatUser:
         encode = self.codec.encode
         room = self.member.room
         interval = 1.0 / s.rate if s.rate > 0 else 0.0
+        await gate.go.wait()
         for n in sorted(self.pending):  # after a reconnect: the same cmid again
             await self._send_msg(ws, n, self.pending[n])
         now = time.monotonic()

@@ -159,8 +159,8 @@ class Worker:
                 tg.create_task(user.life(offline_at, plan.offline_for_s))
             await gate.all_opened.wait()
             await self.wait_go()
+            start = gate.go_at = time.monotonic()
             gate.go.set()
-            start = time.monotonic()
             if plan.scenario == "reconnect-storm":
                 await self._storm(users, gate, start)
             await asyncio.sleep(max(0.0, start + plan.duration_s - time.monotonic()))
@@ -224,6 +224,7 @@ class Worker:
 
     def _final(self) -> WorkerFinal:
         m = self.meter
+        m.take_interval()
         totals = Totals()
         for flow in self.flows:
             totals.add(flow.settle())

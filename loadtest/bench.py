@@ -1,0 +1,173 @@
+"""The standard benchmark: one command that measures this machine and writes docs/benchmarks.md.
+
+    python -m loadtest.bench --out docs/benchmarks.md [--quick] [--reports DIR]
+
+Every step spawns its own node (Confide on the embedded default, or the
+baseline relay) pinned to one core, with the generator pinned to another
+(``--server-cpus 0 --gen-cpus 1`` by default), raised rate limits and the
+process's hard open-file limit. The steps, and the targets of issue 3:
+
+1. ramp on the relay, then on Confide: the highest delivered msg/s with
+   p99 ≤ 100 ms and nothing lost (Confide ≥ 20,000 msg/s; ratio to the relay
+   ≥ 0.5);
+2. chat: 5,000 connections in 2,500 rooms at 1 msg/s each (p99 ≤ 25 ms);
+3. idle: as many idle connections as the file limit allows, up to 20,000
+   (≤ 25 KB of server memory each);
+4. churn: connection setups per second (≥ 2,000/s);
+5. reconnect storm: 5,000 connections drop at once and resume (≤ 10 s, nothing
+   lost).
+
+``--quick`` scales every step down (for a first look, not for the record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest.benchdoc import Step, write_doc
+from loadtest.procstat import machine
+from loadtest.report import Report
+from loadtest.runner import RunConfig, run
+from loadtest.target import TargetError
+from loadtest.worker import Scenario
+
+RAMP_P99_MS = 100.0
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    server_cpus: str = "0"
+    gen_cpus: str = "1"
+    procs: int = 1
+    quick: bool = False
+    reports: Path | None = None
+    server_args: tuple[str, ...] = ("--log-level", "warning")
+
+
+def _config(s: BenchSettings, scenario: Scenario, spawn: str, **kw: object) -> RunConfig:
+    base = RunConfig(
+        scenario=scenario, spawn=spawn, server_cpus=s.server_cpus, gen_cpus=s.gen_cpus,
+        procs=s.procs, server_args=s.server_args if spawn == "confide" else (), progress=True,
+    )
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+def _run(s: BenchSettings, name: str, config: RunConfig) -> Report:
+    print(f"\n== {name}: {config.scenario} on {config.spawn}, {config.users} users, "
+          f"rate {config.rate}, {config.duration_s:.0f} s", file=sys.stderr)
+    report = run(config)
+    print(report.summary(), file=sys.stderr)
+    if s.reports is not None:
+        s.reports.mkdir(parents=True, exist_ok=True)
+        report.write_json(s.reports / f"{name}.json")
+        from loadtest.html import write_html
+
+        write_html(report, s.reports / f"{name}.html")
+    return report
+
+
+def ramp(s: BenchSettings, spawn: str, users: int, totals: list[int],
+         duration: float) -> tuple[int, list[Report]]:
+    """Raise the total rate step by step; the highest rate that held (p99, exact, kept up)."""
+    best = 0
+    reports = []
+    for total in totals:
+        config = _config(s, "chat", spawn, users=users, rate=total / users, duration_s=duration,
+                         typing_share=0.1, read_every_s=1.0, drain_s=15.0)
+        report = _run(s, f"ramp-{spawn}-{total}", config)
+        reports.append(report)
+        held = (report.exact and report.latency_ms.p99 <= RAMP_P99_MS
+                and report.delivered_per_s >= 0.95 * total)
+        if not held:
+            break
+        best = int(report.delivered_per_s)
+    return best, reports
+
+
+def fd_budget() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def run_bench(s: BenchSettings) -> list[Step]:
+    q = s.quick
+    steps: list[Step] = []
+    totals = [1000, 2000, 4000] if q else [1000, 2000, 4000, 6000, 8000, 12000, 16000, 20000,
+                                            25000, 30000]
+    ramp_users = 200 if q else 1000
+    dur = 5.0 if q else 10.0
+    relay_best, relay_reports = ramp(s, "relay", ramp_users, totals, dur)
+    confide_best, confide_reports = ramp(s, "confide", ramp_users, totals, dur)
+    ratio = confide_best / relay_best if relay_best else None
+    steps.append(Step("ramp (relay)", "floor of cost", f"{relay_best:,} msg/s", None,
+                      relay_reports))
+    steps.append(Step("highest sustained rate, p99 ≤ 100 ms", "≥ 20,000 msg/s",
+                      f"{confide_best:,} msg/s", confide_best >= 20_000, confide_reports))
+    steps.append(Step("ratio to the relay", "≥ 0.5",
+                      "n/a" if ratio is None else f"{ratio:.2f}",
+                      None if ratio is None else ratio >= 0.5, []))
+
+    users = 500 if q else 5000
+    chat = _run(s, "chat-5000", _config(s, "chat", "confide", users=users, rate=1.0,
+                                         duration_s=10.0 if q else 30.0, drain_s=15.0))
+    steps.append(Step(f"chat: {users:,} connections at 1 msg/s, p99", "≤ 25 ms, nothing lost",
+                      f"{chat.latency_ms.p99:.1f} ms, lost {chat.lost}, "
+                      f"{'exact' if chat.exact else 'NOT exact'}",
+                      chat.latency_ms.p99 <= 25 and chat.exact, [chat]))
+
+    idle_n = 1000 if q else min(20_000, (fd_budget() - 500) // 2 * 2)
+    idle = _run(s, "idle", _config(s, "idle", "confide", users=idle_n, duration_s=5.0 if q
+                                   else 10.0, procs=max(s.procs, 2), open_concurrency=200))
+    per_conn = idle.server_rss_per_connection_kb
+    steps.append(Step(f"idle: {idle.connections:,} connections, server memory each",
+                      "≤ 25 KB (at 20,000)", "n/a" if per_conn is None else f"{per_conn:.1f} KB",
+                      None if per_conn is None else per_conn <= 25, [idle]))
+
+    churn = _run(s, "churn", _config(s, "churn", "confide", users=1000, rate=500 if q else 3000,
+                                     duration_s=5.0 if q else 10.0, open_concurrency=256))
+    steps.append(Step("churn: setups per second (connect, hello, sub, close)", "≥ 2,000/s",
+                      f"{churn.setups_per_s:,.0f}/s (setup p99 {churn.setup_ms.p99:.0f} ms)",
+                      churn.setups_per_s >= 2000, [churn]))
+
+    storm = _run(s, "storm", _config(s, "reconnect-storm", "confide", users=users, rate=0.5,
+                                     duration_s=15.0 if q else 30.0, storm_at_s=5.0,
+                                     drain_s=30.0, open_concurrency=1000))
+    storm_s = storm.extra.get("storm_s")
+    steps.append(Step(f"reconnect storm: {storm.extra.get('storm_dropped', 0):,} resumes",
+                      "≤ 10 s, nothing lost",
+                      f"{'n/a' if storm_s is None else f'{storm_s:.2f} s'}, lost {storm.lost}, "
+                      f"{'exact' if storm.exact else 'NOT exact'}",
+                      storm_s is not None and storm_s <= 10 and storm.exact, [storm]))
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    p.add_argument("--reports", type=Path, help="also keep each step's JSON and HTML here")
+    p.add_argument("--quick", action="store_true", help="small steps: a look, not the record")
+    p.add_argument("--server-cpus", default="0")
+    p.add_argument("--gen-cpus", default="1")
+    p.add_argument("--procs", type=int, default=1)
+    args = p.parse_args(argv)
+    settings = BenchSettings(args.server_cpus, args.gen_cpus, args.procs, args.quick,
+                             args.reports)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        steps = run_bench(settings)
+    except TargetError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    write_doc(args.out, steps, machine(), settings, started, fd_budget())
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
