@@ -21,10 +21,14 @@ Any other move is a `Conflict` (joining twice, leaving without having joined).
   (``confirmed=``); an unconfirmed one is a `RuleError` naming R8.
 - **R10, when.** Joining opens `GateSettings.opens_before` (10 minutes) before the
   scheduled start and closes at the scheduled end (`RuleError` R10).
-- **R10, start.** Whoever joins first gets `Waiting`. When both are present the
-  gate sends `Start` to each side: the client is polite, the provider is not. The
-  first start has ``resume=False``; every later one (a side dropped or left and
-  came back) has ``resume=True``. One `Start` pair per period in which both are present.
+- **R10, start.** Whoever joins first gets `Waiting`. When both are present and
+  the scheduled start has come, the gate sends `Start` to each side: the client
+  is polite, the provider is not. Both present early: both get `Waiting`, and the
+  `Start` pair comes from `expire` at the scheduled start (as ``rooms`` moves the
+  session to *started* only then); `GateSettings.early_start` starts at once
+  instead. The first start has ``resume=False``; every later one (a side dropped
+  or left and came back) has ``resume=True``. One `Start` pair per period in
+  which both are present.
 - **R10, signals.** `check_signal` allows offers, answers and ICE only while both
   are present after a start; before the start it is a `RuleError` R10, after a
   drop, a leave or the end a `Conflict`.
@@ -36,7 +40,8 @@ Any other move is a `Conflict` (joining twice, leaving without having joined).
   start, when after the start neither side is present nor away, when its scheduled
   end passes, or when the room's rules close it (`close`: cancelled, rescheduled,
   no-show). A provider or client leaving *before* the start only leaves the waiting room.
-- **Time.** Deadlines (rejoin graces, the scheduled end) fire in `expire`, which
+- **Time.** Deadlines (rejoin graces, a start both are waiting for, the
+  scheduled end) fire in `expire`, which
   the hub calls at `next_deadline`. Any input also sees the deadlines due at its
   ``now``: a join at 12:01:30 after a drop at 12:00:00 is not a rejoin within a
   60 s grace, whether or not `expire` ran at 12:01:00. The events those deadlines
@@ -88,6 +93,8 @@ class GateSettings:
 
     opens_before: timedelta = timedelta(minutes=10)
     rejoin_grace: timedelta = timedelta(seconds=60)
+    early_start: bool = False
+    """Start as soon as both are present, even before the scheduled start."""
 
     def __post_init__(self) -> None:
         if self.opens_before < timedelta(0) or self.rejoin_grace <= timedelta(0):
@@ -188,17 +195,12 @@ class JoinGate:
         state = self._move(state, side, "join")
         opened = Interval(user, state.clock, None, None)
         state = replace(state, intervals=(*state.intervals, opened))
-        if self._presence(state, self._other(side)) != "present":
+        if not self._may_start(state):
             self._commit(state)
             return [*events, Waiting(self.session, user)]
-        resume = bool(state.starts)
-        state = replace(state, phase="live", starts=(*state.starts, state.clock))
+        state, started = self._start(state)
         self._commit(state)
-        return [
-            *events,
-            Start(self.session, self.client, polite=True, resume=resume),
-            Start(self.session, self.provider, polite=False, resume=resume),
-        ]
+        return [*events, *started]
 
     def leave(self, user: UserId, now: datetime) -> list[Event]:
         """`user` sent ``live.leave``. After the start the provider's leave ends the session."""
@@ -256,25 +258,33 @@ class JoinGate:
     def check_signal(self, sender: UserId, now: datetime) -> UserId:
         """May `sender` pass a ``live.signal`` now? Returns the recipient, the other side.
 
-        Only while both are present after the start (R10); changes nothing.
+        Only while both are present after the start (R10); changes nothing. It
+        goes by the `Start` pair the gate has returned (a start due but not yet
+        returned by `expire` is not a start the peers know of), and refuses once
+        `now` is past a deadline that ends the session.
         """
         side = self._side_of(sender)
-        state, _ = self._advanced(now)
+        if self._advanced(now)[0].phase == "ended":
+            raise Conflict("the live session has ended")
+        state = self._state
         if state.phase == "pending":
             raise RuleError(
                 "R10", "the live session has not started: no offer, answer or ICE before both join"
             )
         if state.phase == "ended":
             raise Conflict("the live session has ended")
-        if state.phase == "paused" or self._presence(state, side) != "present":
+        if state.phase != "live":
             raise Conflict("the other side is not connected; wait for live.start")
         return self._user(self._other(side))
 
     # -- queries --------------------------------------------------------------------------
 
     def next_deadline(self) -> datetime | None:
-        """When `expire` has something to do next: a rejoin grace or the end; None once ended."""
-        return _next_deadline(self._state, self.end)
+        """When `expire` has something to do next; None once ended.
+
+        A rejoin grace, the scheduled start when both are waiting for it, or the end.
+        """
+        return self._next_deadline(self._state)
 
     def presence(self, user: UserId) -> Presence:
         """Where `user` stands in the session, as of the last input."""
@@ -318,10 +328,14 @@ class JoinGate:
         state = self._state
         events: list[Event] = []
         now = max(now, state.clock)
-        while (deadline := _next_deadline(state, self.end)) is not None and deadline <= now:
+        while (deadline := self._next_deadline(state)) is not None and deadline <= now:
             state = replace(state, clock=deadline)
             if deadline >= self.end:
                 state, more = self._end(state, "time_up")
+                events += more
+                continue
+            if self._may_start(state):
+                state, more = self._start(state)
                 events += more
                 continue
             for side in _SIDES:
@@ -331,6 +345,28 @@ class JoinGate:
                         state, more = self._after_gone(state, side)
                         events += more
         return replace(state, clock=now), events
+
+    def _may_start(self, state: _State) -> bool:
+        """Both present, not yet live, and the scheduled start has come (or may be early)."""
+        both = state.client.presence == state.provider.presence == "present"
+        timely = self.settings.early_start or state.clock >= self.start
+        return both and timely and state.phase in ("pending", "paused")
+
+    def _start(self, state: _State) -> tuple[_State, list[Event]]:
+        resume = bool(state.starts)
+        state = replace(state, phase="live", starts=(*state.starts, state.clock))
+        return state, [
+            Start(self.session, self.client, polite=True, resume=resume),
+            Start(self.session, self.provider, polite=False, resume=resume),
+        ]
+
+    def _next_deadline(self, state: _State) -> datetime | None:
+        if state.phase == "ended":
+            return None
+        graces = [s.away_until for s in (state.client, state.provider) if s.away_until is not None]
+        both = state.client.presence == state.provider.presence == "present"
+        waiting = [self.start] if both and state.phase != "live" else []
+        return min([*graces, *waiting, self.end])
 
     def _after_gone(self, state: _State, side: Side) -> tuple[_State, list[Event]]:
         """`side` is gone for good after the start: tell the other, or end if both are gone."""
@@ -422,10 +458,3 @@ def _side_state(state: _State, side: Side) -> _Side:
 
 def _ended_side(side: _Side) -> _Side:
     return _Side("left" if side.presence != "absent" else "absent", None)
-
-
-def _next_deadline(state: _State, end: datetime) -> datetime | None:
-    if state.phase == "ended":
-        return None
-    graces = [s.away_until for s in (state.client, state.provider) if s.away_until is not None]
-    return min([*graces, end])

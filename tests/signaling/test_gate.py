@@ -25,21 +25,21 @@ def at(minutes: float) -> datetime:
     return START + timedelta(minutes=minutes)
 
 
-def make_gate(**settings: timedelta) -> JoinGate:
+def make_gate(settings: GateSettings | None = None) -> JoinGate:
     return JoinGate(
         session=S,
         client=CLIENT,
         provider=PROVIDER,
         start=START,
         end=END,
-        settings=GateSettings(**settings),
+        settings=settings,
     )
 
 
 def started_gate() -> JoinGate:
     gate = make_gate()
     gate.join(CLIENT, at(-5), confirmed=True)
-    gate.join(PROVIDER, at(-1), confirmed=True)
+    gate.join(PROVIDER, at(0), confirmed=True)
     return gate
 
 
@@ -59,12 +59,46 @@ def test_r10_first_to_join_waits() -> None:
 def test_r10_session_starts_when_both_joined_client_polite() -> None:
     gate = make_gate()
     gate.join(PROVIDER, at(-3), confirmed=True)
-    events = gate.join(CLIENT, at(-2), confirmed=True)
+    events = gate.join(CLIENT, at(2), confirmed=True)
     assert events == [
         Start(S, CLIENT, polite=True, resume=False),
         Start(S, PROVIDER, polite=False, resume=False),
     ]
     assert gate.statistics().phase == "live"
+    assert gate.attendance().started_at == at(2)
+
+
+def test_r10_both_early_wait_for_the_scheduled_start() -> None:
+    gate = make_gate()
+    gate.join(PROVIDER, at(-3), confirmed=True)
+    assert gate.join(CLIENT, at(-2), confirmed=True) == [Waiting(S, CLIENT)]
+    with pytest.raises(RuleError) as err:
+        gate.check_signal(CLIENT, at(-1))
+    assert err.value.rule == "R10"
+    assert gate.next_deadline() == START
+    assert gate.expire(at(-0.5)) == []
+    assert [(e.to, e.polite) for e in starts(gate.expire(START))] == [
+        (CLIENT, True),
+        (PROVIDER, False),
+    ]
+    assert gate.attendance().started_at == START
+    assert gate.check_signal(CLIENT, at(0)) == PROVIDER
+
+
+def test_r10_no_signal_before_the_start_pair_is_returned() -> None:
+    gate = make_gate()
+    gate.join(PROVIDER, at(-3), confirmed=True)
+    gate.join(CLIENT, at(-2), confirmed=True)
+    with pytest.raises(RuleError):  # the start is due, but nobody got live.start yet
+        gate.check_signal(CLIENT, at(0.1))
+    assert len(starts(gate.expire(at(0.1)))) == 2
+    assert gate.check_signal(CLIENT, at(0.1)) == PROVIDER
+
+
+def test_r10_early_start_setting_starts_when_both_present() -> None:
+    gate = make_gate(GateSettings(early_start=True))
+    gate.join(PROVIDER, at(-3), confirmed=True)
+    assert len(starts(gate.join(CLIENT, at(-2), confirmed=True))) == 2
     assert gate.attendance().started_at == at(-2)
 
 
@@ -78,7 +112,7 @@ def test_r10_joining_opens_ten_minutes_before_start() -> None:
 
 
 def test_r10_join_window_is_a_setting() -> None:
-    gate = make_gate(opens_before=timedelta(minutes=2))
+    gate = make_gate(GateSettings(opens_before=timedelta(minutes=2)))
     with pytest.raises(RuleError, match="joining opens"):
         gate.join(CLIENT, at(-3), confirmed=True)
     assert gate.join(CLIENT, at(-2), confirmed=True) == [Waiting(S, CLIENT)]
@@ -169,7 +203,7 @@ def test_grace_expiry_tells_peer_left_and_later_join_still_resumes() -> None:
 
 
 def test_a_join_sees_a_grace_that_ran_out_even_if_expire_did_not_run() -> None:
-    gate = make_gate(rejoin_grace=timedelta(seconds=60))
+    gate = make_gate(GateSettings(rejoin_grace=timedelta(seconds=60)))
     gate.join(CLIENT, at(0), confirmed=True)
     gate.join(PROVIDER, at(0), confirmed=True)
     gate.drop(PROVIDER, at(1))
@@ -201,7 +235,8 @@ def test_leave_before_start_only_leaves_the_waiting_room() -> None:
     gate.join(PROVIDER, at(-5), confirmed=True)
     assert gate.leave(PROVIDER, at(-4)) == []
     assert gate.join(CLIENT, at(-3), confirmed=True) == [Waiting(S, CLIENT)]
-    assert len(starts(gate.join(PROVIDER, at(-2), confirmed=True))) == 2
+    assert gate.join(PROVIDER, at(-2), confirmed=True) == [Waiting(S, PROVIDER)]
+    assert len(starts(gate.expire(START))) == 2
 
 
 def test_both_gone_after_start_ends_the_session() -> None:

@@ -4,11 +4,14 @@ Thousands of random sequences by the client, the provider and a stranger. The te
 keeps its own plain record of who is present (from the inputs that succeeded and the
 `Ended` events), independent of the gate's, and checks after every step:
 
-- a `Start` pair comes exactly when both become present, never otherwise (R10);
+- a `Start` pair comes exactly when both are present and the scheduled start has
+  come, once per such period, never otherwise (R10): on the join that completes
+  the pair, or, when both waited for the start, on the first call after it;
 - each pair has exactly one polite side, the client; the first pair is not a
   resume, every later one is;
-- a signal is accepted exactly while both are present before the end (R10), and
-  goes to the other side;
+- a signal is accepted exactly while the session is live (a `Start` pair was
+  returned and both are still present) before the end (R10), and goes to the
+  other side;
 - an input that raises changes nothing (statistics, attendance, next deadline);
 - the stranger is always refused; events go only to the client or the provider;
 - presence intervals never overlap, and one is open exactly while its user is present;
@@ -79,6 +82,7 @@ class Model:
 
     present: dict[UserId, bool] = field(default_factory=lambda: {CLIENT: False, PROVIDER: False})
     ended: bool = False
+    live: bool = False
     start_pairs: int = 0
     ended_events: dict[UserId, int] = field(default_factory=lambda: {CLIENT: 0, PROVIDER: 0})
 
@@ -105,21 +109,22 @@ def check_events(events: list[Event], model: Model, actor: UserId | None) -> Non
                 model.ended_events[e.to] += 1
         if isinstance(e, Ended) and all(model.ended_events.values()):
             model.ended = True
+            model.live = False
             model.present = {CLIENT: False, PROVIDER: False}
     assert all(n <= 1 for n in model.ended_events.values())
 
 
-def check_starts(events: list[Event], model: Model, both_before: bool) -> None:
+def check_starts(events: list[Event], model: Model, expected: bool) -> None:
     pair = [e for e in events if isinstance(e, Start)]
-    if not both_before and model.both():
-        assert len(pair) == 2, "one Start pair when both become present"
+    if expected:
+        assert len(pair) == 2, "one Start pair when both are present at or after the start"
         assert {e.to for e in pair} == {CLIENT, PROVIDER}
         assert [e.polite for e in pair if e.to == CLIENT] == [True]
         assert [e.polite for e in pair if e.to == PROVIDER] == [False]
         assert {e.resume for e in pair} == {model.start_pairs > 0}
         model.start_pairs += 1
     else:
-        assert pair == [], "no Start unless both just became present"
+        assert pair == [], "no Start unless both are present at or after the start"
 
 
 def check_intervals(gate: JoinGate, model: Model) -> None:
@@ -150,14 +155,19 @@ def test_r10_gate_properties_hold_for_random_sequences(offset: int, steps: list[
     now = START + timedelta(seconds=offset)
     for name, user, confirmed, delta, reason in steps:
         before = snapshot(gate)
-        both_before = model.both()
+        # Both were waiting for the scheduled start, which has now come: any call starts.
+        deferred = model.both() and not model.live and START <= now and not model.ended
+        deferred = deferred and name != "signal"  # a signal check commits nothing
+        completes = False
         actor: UserId | None = None
         try:
             match name:
                 case "join":
                     actor = user
+                    completes = not model.both()
                     events = gate.join(actor, now, confirmed=confirmed)
                     model.present[actor] = True
+                    completes = completes and model.both() and START <= now
                     assert confirmed and START - OPENS <= now < END
                 case "leave":
                     actor = user
@@ -170,7 +180,7 @@ def test_r10_gate_properties_hold_for_random_sequences(offset: int, steps: list[
                 case "signal":
                     actor = user
                     peer = gate.check_signal(actor, now)
-                    assert model.both() and now < END, "signal accepted only while both present"
+                    assert model.live and now < END, "signal only while both present"
                     assert peer == (PROVIDER if actor == CLIENT else CLIENT)
                     assert snapshot(gate) == before, "a signal check changes nothing"
                     events = []
@@ -178,7 +188,7 @@ def test_r10_gate_properties_hold_for_random_sequences(offset: int, steps: list[
                     events = gate.expire(now)
                 case "advance":
                     now += timedelta(seconds=delta)
-                    events = []
+                    continue  # no call: the gate learns of the time at the next one
                 case "close":
                     assert reason in ("cancelled", "no_show")
                     events = gate.close(now, reason)
@@ -191,9 +201,14 @@ def test_r10_gate_properties_hold_for_random_sequences(offset: int, steps: list[
             else:
                 assert isinstance(exc, RuleError | Conflict)
             if name == "signal" and actor != STRANGER:
-                assert not (model.both() and now < END), "a signal refused while both present"
+                assert not (model.live and now < END), "signal refused while both in"
             continue
         assert actor != STRANGER, "the stranger is always refused"
+        check_starts(events, model, deferred or completes)
+        model.live = model.live or deferred or completes
         check_events(events, model, actor)
-        check_starts(events, model, both_before)
+        if name in ("leave", "drop"):
+            model.live = False
+        assert model.live == (model.both() and START <= now and not model.ended)
+        assert (gate.statistics().phase == "live") == model.live
         check_intervals(gate, model)
