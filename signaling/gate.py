@@ -240,7 +240,7 @@ class JoinGate:
         return [*events, PeerAway(self.session, self._user(self._other(side)), user, until)]
 
     def expire(self, now: datetime) -> list[Event]:
-        """Fire every deadline due at `now`: rejoin graces that ran out, the scheduled end."""
+        """Fire every deadline due at `now`: rejoin graces, a start both waited for, the end."""
         state, events = self._advanced(now)
         self._commit(state)
         return events
