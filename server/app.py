@@ -28,6 +28,7 @@ from server.errors import (
     CLOSE_PROTOCOL,
     CLOSE_RATE_LIMIT,
     CLOSE_UNAUTHENTICATED,
+    ClientError,
     ProtocolViolation,
     Unauthorized,
 )
@@ -119,7 +120,7 @@ async def serve_websocket(node: Node, ws: WebSocket) -> None:
         if data is None or len(data) > settings.max_frame_bytes:
             raise ProtocolViolation("bad hello frame")
         frame = codec.decode(data, encoding)
-    except ProtocolViolation as exc:
+    except (ProtocolViolation, ClientError) as exc:
         await ws.close(CLOSE_PROTOCOL, exc.message)
         return
     if frame["t"] != "hello":

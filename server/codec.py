@@ -53,9 +53,26 @@ def decode(data: bytes | str, encoding: Encoding) -> Frame:
         raise ProtocolViolation(f"undecodable {encoding} frame") from None
     if not isinstance(frame, dict):
         raise ProtocolViolation("a frame must be a map")
+    if encoding == "json" and ("\\ud" in data or "\\uD" in data) and _has_surrogate(frame):
+        # Valid JSON can escape half of a UTF-16 pair; such a string is not Unicode text.
+        raise BadRequest("strings must be valid Unicode (a lone surrogate escape was sent)")
     if not isinstance(frame.get("t"), str):
         raise ProtocolViolation("a frame must have a string `t`")
     return frame
+
+
+def _has_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 class Outgoing:

@@ -90,6 +90,7 @@ class Connection:
         self._space.set()
         self._close: tuple[int, str, bool] | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._writer_task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self.bucket = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst,
                                   loop.time())
@@ -127,11 +128,25 @@ class Connection:
         await self._space.wait()
 
     def close(self, code: int, reason: str, *, drain: bool = True) -> None:
-        """Close after sending what is queued (`drain`) or at once."""
-        if self._close is None:
-            self._close = (code, reason, drain)
-            self._wake.set()
-            self._space.set()
+        """Close after sending what is queued (`drain`) or at once.
+
+        Closing at once cancels a writer stuck on a client that does not read, then sends
+        the close frame with a deadline; the connection ends either way.
+        """
+        if self._close is not None:
+            return
+        self._close = (code, reason, drain)
+        self._wake.set()
+        self._space.set()
+        if not drain and self._writer_task is not None:
+            self._writer_task.cancel()
+            self.spawn(self._close_now(code, reason), force=True)
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.requests.settings.heartbeat_s):
+                await self.ws.close(code, reason)
+        raise _Done
 
     @property
     def closing(self) -> bool:
@@ -184,7 +199,8 @@ class Connection:
     async def _catch_up(self, sub: Subscription, announce: bool) -> None:
         """Stream stored messages after `sub.last` until every seq seen live is passed on."""
         store = self.requests.store
-        page = self.requests.settings.replay_page
+        # A page fits in the room left above the half-full mark, with a margin for live frames.
+        page = max(1, min(self.requests.settings.replay_page, self._limit // 4))
         while self.subs.get(sub.room) is sub and not self.closing:
             await self.wait_space()
             msgs = await store.messages_after(sub.room, sub.last, page)
@@ -201,9 +217,9 @@ class Connection:
             self.send({"t": "subbed", "room": sub.room, "head": sub.last,
                        **await self.requests.room_extras(sub.room, self.user)})
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any, *, force: bool = False) -> None:
         """Run `coro` as part of this connection (owned by its TaskGroup)."""
-        if self._tasks is None or self.closing:
+        if self._tasks is None or (self.closing and not force):
             coro.close()
             return
         self._tasks.create_task(coro)
@@ -225,7 +241,7 @@ class Connection:
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                tasks.create_task(self._writer())
+                self._writer_task = tasks.create_task(self._writer())
                 tasks.create_task(self._token_expiry())
                 await self._reader()
         except* _Done:
@@ -267,6 +283,9 @@ class Connection:
             except ProtocolViolation as exc:
                 self.close(CLOSE_PROTOCOL, exc.message)
                 return
+            except ClientError as exc:
+                self.reply_error(exc)
+                continue
             rid: object = None
             try:
                 rid = codec.request_id(frame)

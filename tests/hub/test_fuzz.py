@@ -214,7 +214,7 @@ async def throw(arena: Arena, encoding: str, data: bytes | str,
 
 
 def texts(encoding: str, max_size: int = 40) -> st.SearchStrategy[str]:
-    # Without lone surrogates (JSON escapes can carry them): a known bug, see
+    # Lone surrogates (which JSON escapes can carry) have their own test:
     # test_lone_surrogates_in_json_are_refused_without_internal_error.
     return st.text(max_size=max_size)
 
@@ -417,8 +417,6 @@ async def test_store_keeps_every_well_behaved_message_with_gapless_seq(arena: Ar
     arena.assert_nothing_escaped()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: lone surrogates reach SQLite and the "
-                   "encoder (UnicodeEncodeError); see the fuzz report")
 @pytest.mark.parametrize("raw", [
     '{"t":"sub","room":"\\ud800","id":1}',
     '{"t":"send","room":"$room","cmid":"c","kind":"text","body":"\\udfff","id":1}',

@@ -86,7 +86,7 @@ class Client:
                     if match(frame):
                         return self.inbox.pop(i)
                 if self._reader.done():
-                    raise ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent)
+                    await self.ws.recv()  # raises the connection's ConnectionClosed
                 self._arrived.clear()
                 await self._arrived.wait()
 
@@ -124,7 +124,7 @@ class Client:
         """Wait for the server to close; the close code and reason."""
         async with asyncio.timeout(timeout):
             await asyncio.shield(self._reader)
-        rcvd = self.ws.close_rcvd
+        rcvd = self.ws.protocol.close_rcvd
         return (rcvd.code, rcvd.reason) if rcvd else (None, "")
 
     async def close(self) -> None:

@@ -57,7 +57,7 @@ def settings_for(data: Path, **overrides: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def node_in_process(data: Path, **overrides: Any) -> AsyncIterator[RunningNode]:
     """A node served by uvicorn in this event loop, on a free port."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = dataclasses.replace(settings_for(data, **overrides), port=port)
