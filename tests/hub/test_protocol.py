@@ -26,7 +26,7 @@ async def pair(node: RunningNode, encoding: str, **room: str) -> tuple[str, Clie
 
 
 async def test_welcome_lists_rooms_with_heads(node: RunningNode, encoding: str) -> None:
-    room, client, provider = await pair(node, encoding)
+    room, client, _provider = await pair(node, encoding)
     await client.send_text(room, "one", "c1")
     again = await Client.connect(node.url, node.token("client-1"), encoding)
     w = again.welcome
@@ -86,7 +86,7 @@ async def test_resume_sees_nothing_missing_or_repeated(node: RunningNode, encodi
         await client.send_text(room, str(i), str(i))
     back = await Client.connect(node.url, node.token("provider-1", "provider"), encoding)
     sends = asyncio.gather(*(client.send_text(room, str(i), str(i)) for i in range(6, 9)))
-    backlog, subbed = await back.sub(room, since=last)
+    backlog, _subbed = await back.sub(room, since=last)
     await sends
     seen = [m["seq"] for m in backlog]
     while len(seen) < 7:
@@ -181,7 +181,7 @@ async def test_unsub_stops_live_messages(node: RunningNode, encoding: str) -> No
 
 
 async def test_r1_only_members_read_or_write_a_room(node: RunningNode, encoding: str) -> None:
-    room, client, _ = await pair(node, encoding)
+    room, _client, _ = await pair(node, encoding)
     stranger = await Client.connect(node.url, node.token("someone-else"), encoding)
     admin = await Client.connect(node.url, node.token("ops", "admin"), encoding)
     for who in (stranger, admin):
