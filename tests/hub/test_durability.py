@@ -14,9 +14,12 @@ from websockets.exceptions import ConnectionClosed
 RAISED = ("--rate-limit-per-s", "100000", "--rate-limit-burst", "100000")
 
 
-async def _send_until_cut(client: Client, room: str, prefix: str,
-                          acked: dict[str, int]) -> None:
-    """Send as fast as acks come back until the node goes away; record every ack."""
+async def _send_until_cut(client: Client, room: str, prefix: str, acked: dict[str, int],
+                          enough: asyncio.Event, count: int) -> None:
+    """Send as fast as acks come back until the node goes away; record every ack.
+
+    `enough` is set once `count` acks (of all senders sharing `acked`) have come back.
+    """
     i = 0
     try:
         while True:
@@ -24,6 +27,8 @@ async def _send_until_cut(client: Client, room: str, prefix: str,
             reply = await client.send_text(room, f"{prefix} message {i}", cmid)
             assert reply["t"] == "ack", reply
             acked[cmid] = reply["seq"]
+            if len(acked) >= count:
+                enough.set()
             i += 1
     except (ConnectionClosed, TimeoutError, OSError):
         return
@@ -40,10 +45,10 @@ async def test_kill_9_while_two_clients_send_loses_no_acknowledged_message(
         provider = await Client.connect(node.url, node.token("provider", "provider"), encoding)
         await provider.sub(room)
         acked: dict[str, int] = {}
-        senders = [asyncio.create_task(_send_until_cut(client, room, "c", acked)),
-                   asyncio.create_task(_send_until_cut(provider, room, "p", acked))]
-        while len(acked) < 300:
-            await asyncio.sleep(0.01)
+        enough = asyncio.Event()
+        senders = [asyncio.create_task(_send_until_cut(client, room, "c", acked, enough, 300)),
+                   asyncio.create_task(_send_until_cut(provider, room, "p", acked, enough, 300))]
+        await asyncio.wait_for(enough.wait(), 30)
         seen_live = [f["seq"] for f in provider.inbox if f.get("t") == "msg"]
         stop(node, signal.SIGKILL)
         await asyncio.gather(*senders)
@@ -82,9 +87,9 @@ async def test_sigterm_closes_clients_with_1012_and_finishes_writes(tmp_path: Pa
     room = await node.room("client", "provider")
     client = await Client.connect(node.url, node.token("client"))
     acked: dict[str, int] = {}
-    sender = asyncio.create_task(_send_until_cut(client, room, "c", acked))
-    while len(acked) < 50:
-        await asyncio.sleep(0.01)
+    enough = asyncio.Event()
+    sender = asyncio.create_task(_send_until_cut(client, room, "c", acked, enough, 50))
+    await asyncio.wait_for(enough.wait(), 30)
     assert node.process is not None
     node.process.send_signal(signal.SIGTERM)
     code, _ = await client.closed()
