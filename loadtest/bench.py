@@ -109,7 +109,7 @@ def run_bench(s: BenchSettings) -> list[Step]:
     steps.append(Step("highest sustained rate, p99 ≤ 100 ms", "≥ 20,000 msg/s",
                       f"{confide_best:,} msg/s", confide_best >= 20_000, confide_reports))
     steps.append(Step("ratio to the relay", "≥ 0.5",
-                      "n/a" if ratio is None else f"{ratio:.2f}",
+                      "n/a" if ratio is None else f"{ratio:.3f}",
                       None if ratio is None else ratio >= 0.5, []))
 
     users = 500 if q else 5000

@@ -43,7 +43,8 @@ def _run_row(r: Report) -> str:
     lat = r.latency_ms
     gen = r.generator
     limited = "; ".join(gen.notes) if gen.limited else "no"
-    return (f"| {r.scenario} | {r.target} | {r.connections:,} | {r.rate * r.users:,.0f} | "
+    offered = r.rate if r.scenario == "churn" else 0.0 if r.scenario == "idle" else r.rate * r.users
+    return (f"| {r.scenario} | {r.target} | {r.connections:,} | {offered:,.0f} | "
             f"{r.delivered_per_s:,.0f} | {lat.p50:.1f} / {lat.p99:.1f} / {lat.max:.0f} | "
             f"{r.sent:,} / {r.delivered:,} / {r.lost} / {r.duplicated} / {r.out_of_order} | "
             f"{r.errors} | {_opt(r.server_cpu_pct)} % / {_opt(r.server_rss_mb)} MB | "
@@ -79,14 +80,15 @@ def render(steps: Sequence[Step], machine: dict[str, object], settings: BenchSet
         "Every run (latency: send → the other member's receipt; counts: "
         "sent / delivered / lost / duplicated / out of order):",
         "",
-        "| scenario | target | conns | offered msg/s | delivered msg/s | p50 / p99 / max ms | "
-        "counts | errors | server CPU / RSS | generator CPU | generator limited |",
+        "| scenario | target | conns | offered (msg/s; churn: setups/s) | delivered msg/s | "
+        "p50 / p99 / max ms | counts | errors | server CPU / RSS | generator CPU | "
+        "generator limited |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         for r in step.reports:
             lines.append(_run_row(r))
-    extra = [(s.name, r) for s in steps for r in s.reports if r.extra]
+    extra = [(s.name, r) for s in steps for r in s.reports if set(r.extra) - {"drained"}]
     if extra:
         lines += ["", "Scenario figures:", ""]
         for name, r in extra:

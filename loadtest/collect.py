@@ -207,7 +207,7 @@ class Collector:
             latency_ms=Latency.of(lat), ack_latency_ms=Latency.of(ack), setup_ms=Latency.of(setup),
             sent_per_s=round(totals.sent / duration, 1),
             delivered_per_s=round(totals.delivered / duration, 1),
-            setups_per_s=round(setups / duration, 1),
+            setups_per_s=round(extra.get("setups_per_s", setups / duration), 1),
             server_cpu_pct=round(sum(cpus) / len(cpus), 1) if cpus else None,
             server_cpu_pct_max=max(cpus) if cpus else None,
             server_rss_mb=max(rss) if rss else None,
