@@ -22,6 +22,8 @@ SUBPROTOCOLS: Final[dict[str, Encoding]] = {
     "confide.v1.json": "json",
 }
 MAX_ID_CHARS = 64
+# JSON nested deeper than this is undecodable (a fixed limit, not Python's recursion limit).
+MAX_JSON_DEPTH = 64
 Frame = dict[str, Any]
 
 _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -45,6 +47,9 @@ def decode(data: bytes | str, encoding: Encoding) -> Frame:
         else:
             if not isinstance(data, str):
                 raise ProtocolViolation("binary frame on a JSON connection")
+            if data.count("[") + data.count("{") > MAX_JSON_DEPTH and \
+                    _json_depth(data) > MAX_JSON_DEPTH:
+                raise ProtocolViolation(f"frame nested deeper than {MAX_JSON_DEPTH} levels")
             frame = json.loads(data)
     except ProtocolViolation:
         raise
@@ -59,6 +64,28 @@ def decode(data: bytes | str, encoding: Encoding) -> Frame:
     if not isinstance(frame.get("t"), str):
         raise ProtocolViolation("a frame must have a string `t`")
     return frame
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON text (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _has_surrogate(value: object) -> bool:

@@ -18,10 +18,13 @@ Message bodies are opaque to the store and never logged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from server.ids import MediaId, MessageKind, Plan, RoomId, Service, UserId
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class StoredMessage:
     media: MediaId | None
     ts_ms: int
     cmid: str | int | None
+    meta: str | None = None  # system messages: the event as JSON (kind, session, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,108 @@ class Appended:
     dup: bool
 
 
-class Store(Protocol):
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """A rule record kept as a JSON document (a session, a provider's schedule)."""
+
+    kind: str  # "live", "messaging", "schedule"
+    id: str
+    room: str | None
+    owner: str | None  # the provider, for sessions and schedules
+    state: str
+    final: bool
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    key: str
+    due_ms: int
+    kind: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRow:
+    key: str
+    room: str
+    body: str
+    attempts: int
+    next_try_ms: int
+
+
+class Tx(Protocol):
+    """One transaction of session-rule state, used from inside `Store.transact`.
+
+    Methods are synchronous: the function given to `transact` runs where the store runs
+    its transactions (a thread of its own) and must do no I/O of its own. Everything a
+    function does commits together or not at all.
+    """
+
+    def room(self, room: RoomId) -> RoomRecord | None: ...
+
+    def get_doc(self, kind: str, id: str) -> Doc | None: ...
+
+    def put_doc(self, doc: Doc) -> None: ...
+
+    def docs(self, kind: str, *, room: str | None = None, owner: str | None = None,
+             active: bool = False) -> list[Doc]:
+        """Documents of a kind by room or owner; `active`: not final."""
+
+    def ledger(self, room: RoomId) -> list[str]:
+        """The room's ledger entries (JSON), in the order posted."""
+
+    def post(self, room: RoomId, entries: list[str]) -> None: ...
+
+    def add_charge(self, key: str, room: RoomId, body: str, now_ms: int) -> bool:
+        """Record a charge for billing; False (and nothing written) if `key` exists."""
+
+    def claim_time(self, owner: str, holder: str, start_ms: int, end_ms: int) -> None:
+        """Hold [start, end) of `owner`'s time for `holder`; `Conflict` if any of it is held.
+
+        Enforced by the store itself (a unique constraint), so two transactions on two
+        nodes cannot both hold the same time.
+        """
+
+    def release_time(self, holder: str) -> None: ...
+
+    def schedule(self, job: JobRow) -> None:
+        """Keep a deadline; scheduling a key that exists changes nothing."""
+
+    def cancel(self, key: str) -> None: ...
+
+    def take_job(self, key: str) -> bool:
+        """Remove a due job; False if it is gone (another node fired it)."""
+
+    def append(self, room: RoomId, sender: UserId, kind: MessageKind, body: str | None,
+               now_ms: int, meta: str | None = None) -> StoredMessage:
+        """Store a message (a system message, typically) as the room's next `seq`."""
+
+    def setting(self, key: str) -> str | None: ...
+
+    def put_setting(self, key: str, value: str) -> None: ...
+
+
+class SessionStore(Protocol):
+    """The transactional part of a `Store` that the session rules use."""
+
+    async def transact(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` in one write transaction, committed durably before this returns."""
+
+    async def view(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn` against a consistent read-only snapshot."""
+
+    async def due_jobs(self, now_ms: int, limit: int) -> list[JobRow]: ...
+
+    async def next_due_ms(self) -> int | None: ...
+
+    async def pending_charges(self, now_ms: int, limit: int) -> list[ChargeRow]: ...
+
+    async def charge_attempted(self, key: str, delivered: bool, next_try_ms: int,
+                               now_ms: int) -> None: ...
+
+
+class Store(SessionStore, Protocol):
     """Durable state of a Confide deployment. See the module docstring for guarantees."""
 
     async def open(self) -> None: ...

@@ -27,10 +27,19 @@ from typing import Any, TypeVar, cast
 
 from server.errors import Conflict, InternalError, NotFound
 from server.ids import MediaId, MessageKind, RoomId, UserId
-from server.store.base import Appended, RoomRecord, StoredMessage
+from server.store.base import (
+    Appended,
+    ChargeRow,
+    JobRow,
+    RoomRecord,
+    StoredMessage,
+    Tx,
+)
+from server.store.sqlite_tx import SESSION_SCHEMA, SQLiteTx
 
 log = logging.getLogger("confide.store")
 T = TypeVar("T")
+R = TypeVar("R")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -59,6 +68,7 @@ CREATE TABLE IF NOT EXISTS messages (
     body TEXT,
     media TEXT,
     ts_ms INTEGER NOT NULL,
+    meta TEXT,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_cmid ON messages (room, sender, cmid)
@@ -71,12 +81,12 @@ CREATE TABLE IF NOT EXISTS reads (
 ) WITHOUT ROWID;
 """
 
-_MSG_COLUMNS = "room, seq, sender, kind, body, media, ts_ms, cmid"
+_MSG_COLUMNS = "room, seq, sender, kind, body, media, ts_ms, cmid, meta"
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(RoomId(row[0]), row[1], UserId(row[2]), row[3], row[4],
-                         MediaId(row[5]) if row[5] is not None else None, row[6], row[7])
+                         MediaId(row[5]) if row[5] is not None else None, row[6], row[7], row[8])
 
 
 def _room(row: tuple[Any, ...]) -> RoomRecord:
@@ -116,7 +126,61 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore:
+class _SessionMethods:
+    """The `SessionStore` half of `SQLiteStore` (see `server.store.base`)."""
+
+    _write: Callable[[Op], Any]
+    _read: Callable[..., Any]
+
+    async def transact(self, fn: Callable[[Tx], R]) -> R:
+        return cast(R, await self._write(lambda conn, state: fn(SQLiteTx(conn, state))))
+
+    async def view(self, fn: Callable[[Tx], R]) -> R:
+        def run(conn: sqlite3.Connection) -> R:
+            conn.execute("BEGIN")
+            try:
+                return fn(SQLiteTx(conn, None))
+            finally:
+                conn.execute("COMMIT")
+
+        return cast(R, await self._read(run))
+
+    async def due_jobs(self, now_ms: int, limit: int) -> list[JobRow]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT key, due_ms, kind, subject FROM jobs WHERE due_ms <= ?"
+            " ORDER BY due_ms, key LIMIT ?", (now_ms, limit)).fetchall())
+        return [JobRow(*r) for r in rows]
+
+    async def next_due_ms(self) -> int | None:
+        row = await self._read(lambda c: c.execute("SELECT MIN(due_ms) FROM jobs").fetchone())
+        return None if row[0] is None else int(row[0])
+
+    async def pending_charges(self, now_ms: int, limit: int) -> list[ChargeRow]:
+        rows = await self._read(lambda c: c.execute(
+            "SELECT key, room, body, attempts, next_try_ms FROM charges"
+            " WHERE delivered_ms IS NULL AND next_try_ms <= ? ORDER BY next_try_ms, key"
+            " LIMIT ?", (now_ms, limit)).fetchall())
+        return [ChargeRow(*r) for r in rows]
+
+    async def next_charge_ms(self) -> int | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT MIN(next_try_ms) FROM charges WHERE delivered_ms IS NULL").fetchone())
+        return None if row[0] is None else int(row[0])
+
+    async def charge_attempted(self, key: str, delivered: bool, next_try_ms: int,
+                               now_ms: int) -> None:
+        def op(conn: sqlite3.Connection, _: _WriterState) -> None:
+            if delivered:
+                conn.execute("UPDATE charges SET delivered_ms = ?, attempts = attempts + 1"
+                             " WHERE key = ?", (now_ms, key))
+            else:
+                conn.execute("UPDATE charges SET attempts = attempts + 1, next_try_ms = ?"
+                             " WHERE key = ?", (next_try_ms, key))
+
+        await self._write(op)
+
+
+class SQLiteStore(_SessionMethods):
     """The embedded `Store` (see `server.store.base` for what it guarantees)."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", group_commit_max: int = 512,
@@ -146,7 +210,7 @@ class SQLiteStore:
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = connect(self.path, self._synchronous)
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA + SESSION_SCHEMA)
         return conn
 
     async def close(self) -> None:

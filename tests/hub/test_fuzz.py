@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 from support.client import Client, Frame
 from support.nodes import RunningNode, node_in_process
 
+from server.codec import MAX_JSON_DEPTH
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ENCODINGS = ["msgpack", "json"]
@@ -154,6 +156,12 @@ TOO_LARGE = "error too_large"
 ANSWER = "an answer"
 
 
+def _json_depth(text: str) -> int:
+    from server.codec import _json_depth as depth
+
+    return depth(text)
+
+
 def expected(data: bytes | str, encoding: str) -> str:
     """What the wire contract says the node does with `data` on an open connection."""
     if len(data) > MAX_FRAME_BYTES:
@@ -165,6 +173,8 @@ def expected(data: bytes | str, encoding: str) -> str:
             frame = msgpack.unpackb(data, raw=False, strict_map_key=False)
         else:
             if not isinstance(data, str):
+                return CLOSE
+            if _json_depth(data) > MAX_JSON_DEPTH:  # the protocol's fixed nesting limit
                 return CLOSE
             frame = json.loads(data)
     except Exception:
