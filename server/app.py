@@ -33,8 +33,11 @@ from server.errors import (
     Unauthorized,
 )
 from server.http import Api, guarded
+from server.http_sessions import SessionApi
 from server.hub import Hub
+from server.jobs import DeadlineRunner
 from server.requests import Requests
+from server.sessions import Clock, Sessions, utc_now
 from server.store import Store
 from server.store.sqlite import SQLiteStore
 
@@ -50,20 +53,26 @@ class Node:
     store: Store
     broker: Broker
     hub: Hub
+    sessions: Sessions
+    deadlines: DeadlineRunner
     requests: Requests
     api: Api
 
 
 def build_node(settings: Settings, *, store: Store | None = None,
-               broker: Broker | None = None) -> Node:
+               broker: Broker | None = None, clock: Clock = utc_now) -> Node:
     authority = TokenAuthority(settings)
     if store is None:
         store = SQLiteStore(settings.data / "confide.db", synchronous=settings.sqlite_synchronous,
                             group_commit_max=settings.group_commit_max)
     broker = broker or MemoryBroker()
     hub = Hub(settings, store, broker)
-    requests = Requests(settings, store, hub)
-    return Node(settings, authority, store, broker, hub, requests, Api(authority, store, hub))
+    sessions = Sessions(store, hub, clock=clock, public_url=settings.base_url())
+    deadlines = DeadlineRunner(store, sessions, poll_s=settings.deadline_poll_s)
+    sessions.on_jobs = deadlines.wake
+    requests = Requests(settings, store, hub, sessions)
+    api = Api(authority, store, hub, sessions)
+    return Node(settings, authority, store, broker, hub, sessions, deadlines, requests, api)
 
 
 def create_app(settings: Settings, node: Node | None = None) -> Starlette:
@@ -73,11 +82,17 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.store.open()
         await node.hub.start()
+        background = [asyncio.create_task(node.deadlines.run(), name="deadlines")]
         gc.collect()
         gc.freeze()  # start-up objects are never collected: shorter GC pauses under load
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await node.hub.stop()
             await node.store.close()
 
@@ -85,6 +100,7 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
         await serve_websocket(node, ws)
 
     api = node.api
+    sessions = SessionApi(api, node.sessions)
     routes: list[Any] = [
         Route("/healthz", guarded(api.healthz), methods=["GET"]),
         Route("/v1/tokens", guarded(api.tokens), methods=["POST"]),
@@ -92,6 +108,21 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
         Route("/v1/rooms/{room}", guarded(api.get_room), methods=["GET"]),
         Route("/v1/rooms/{room}/provider", guarded(api.change_provider), methods=["PUT"]),
         Route("/v1/stats", guarded(api.stats), methods=["GET"]),
+        Route("/v1/rooms/{room}/sessions", guarded(sessions.book), methods=["POST"]),
+        Route("/v1/rooms/{room}/sessions", guarded(sessions.room_sessions), methods=["GET"]),
+        Route("/v1/rooms/{room}/credits", guarded(sessions.grant), methods=["POST"]),
+        Route("/v1/rooms/{room}/credits", guarded(sessions.credits), methods=["GET"]),
+        Route("/v1/rooms/{room}/availability", guarded(sessions.share_availability),
+              methods=["POST"]),
+        Route("/v1/sessions/{session}", guarded(sessions.get_session), methods=["GET"]),
+        Route("/v1/sessions/{session}/{action}", guarded(sessions.session_action),
+              methods=["POST"]),
+        Route("/v1/providers/{provider}/hours", guarded(sessions.set_hours), methods=["PUT"]),
+        Route("/v1/providers/{provider}/availability", guarded(sessions.add_availability),
+              methods=["POST"]),
+        Route("/v1/providers/{provider}/slots", guarded(sessions.slots), methods=["GET"]),
+        Route("/v1/providers/{provider}/awaiting-reply", guarded(sessions.awaiting_reply),
+              methods=["GET"]),
         WebSocketRoute("/ws", websocket),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

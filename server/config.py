@@ -50,6 +50,11 @@ class Settings:
     # Store
     sqlite_synchronous: str = "FULL"  # FULL: fsync each group commit; NORMAL: survive kill -9 only
     group_commit_max: int = 512
+    # Sessions
+    public_url: str = ""  # base URL in join links; defaults to http://host:port
+    billing_webhook_url: str = ""  # charges are POSTed here, signed; empty: not sent
+    billing_webhook_secret: str = ""  # HMAC-SHA256 key for the Confide-Signature header
+    deadline_poll_s: float = 30.0  # longest sleep between looks at the deadline jobs
     # Server
     graceful_shutdown_s: float = 10.0
     log_level: str = "info"
@@ -57,12 +62,16 @@ class Settings:
     def node_id(self) -> str:
         return self.node or f"{self.host}:{self.port}"
 
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
 
 # Settings whose value must be strictly positive.
 _POSITIVE = {
     "hello_timeout_s", "heartbeat_s", "max_frame_bytes", "max_text_chars", "max_subscriptions",
     "max_connections_per_user", "rate_limit_per_s", "rate_limit_burst", "rate_limit_strikes",
     "outgoing_queue", "replay_page", "history_max", "group_commit_max", "token_ttl_s",
+    "deadline_poll_s",
 }
 _CHOICES = {
     "jwt_algorithm": ("HS256", "RS256", "EdDSA"),
@@ -123,6 +132,11 @@ def load(overrides: Mapping[str, object] | None = None,
     if settings.jwt_algorithm != "HS256" and not settings.jwt_public_key:
         raise ConfigError(f"jwt_algorithm: {settings.jwt_algorithm} needs jwt_public_key "
                           "(a PEM file)")
+    if bool(settings.billing_webhook_url) != bool(settings.billing_webhook_secret):
+        raise ConfigError("billing_webhook_url and billing_webhook_secret go together")
+    if settings.billing_webhook_url and not settings.billing_webhook_url.startswith(
+            ("http://", "https://")):
+        raise ConfigError("billing_webhook_url: must be an http:// or https:// URL")
     return settings
 
 

@@ -27,6 +27,7 @@ from server.errors import (
 )
 from server.hub import Hub
 from server.ids import PLANS, SERVICES, RoomId, UserId
+from server.sessions import Sessions
 from server.store import RoomRecord, Store
 
 log = logging.getLogger("confide.http")
@@ -76,10 +77,12 @@ async def json_body(request: Request) -> dict[str, Any]:
 class Api:
     """Handlers of the HTTP calls that the hub owns."""
 
-    def __init__(self, authority: TokenAuthority, store: Store, hub: Hub) -> None:
+    def __init__(self, authority: TokenAuthority, store: Store, hub: Hub,
+                 sessions: Sessions) -> None:
         self.authority = authority
         self.store = store
         self.hub = hub
+        self.sessions = sessions
 
     def identity(self, request: Request) -> Identity:
         header = request.headers.get("authorization", "")
@@ -134,6 +137,7 @@ class Api:
 
         record = RoomRecord(RoomId(room_id), client, provider, plan, service, messaging, now_ms())
         await self.store.create_room(record)
+        await self.sessions.room_created(record)
         return JSONResponse(room_json(record), status_code=201)
 
     async def get_room(self, request: Request) -> Response:

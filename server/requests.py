@@ -18,6 +18,7 @@ from server.connection import Connection, Subscription
 from server.errors import BadRequest, Forbidden, NotFound, TooLarge
 from server.hub import Hub
 from server.ids import MessageKind, RoomId
+from server.sessions import Sessions, message_frame
 from server.store import RoomRecord, Store, StoredMessage
 
 SEND_KINDS: tuple[MessageKind, ...] = ("text", "voice", "video")
@@ -31,10 +32,11 @@ def now_ms() -> int:
 class Requests:
     """The request handlers of one node, shared by all its connections."""
 
-    def __init__(self, settings: Settings, store: Store, hub: Hub) -> None:
+    def __init__(self, settings: Settings, store: Store, hub: Hub, sessions: Sessions) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
+        self.sessions = sessions
         self._handlers: dict[str, Any] = {
             "sub": self.sub,
             "unsub": self.unsub,
@@ -69,14 +71,7 @@ class Requests:
         return record
 
     def message_frame(self, message: StoredMessage) -> Frame:
-        frame: Frame = {"t": "msg", "room": message.room, "seq": message.seq,
-                        "from": message.sender, "kind": message.kind,
-                        "ts": codec.iso(message.ts_ms), "cmid": message.cmid}
-        if message.media is not None:
-            frame["media"] = message.media
-        else:
-            frame["body"] = message.body
-        return frame
+        return message_frame(message)
 
     async def room_extras(self, room: RoomId, user: str) -> Frame:
         record = await self.hub.room(room)
@@ -133,6 +128,7 @@ class Requests:
         kind = frame.get("kind")
         if kind not in SEND_KINDS:
             raise BadRequest("`kind` must be text, voice or video")
+        await self.sessions.check_send(record, conn.user)  # R2, R3, R5: before anything else
         body: str | None = None
         media = None
         if kind == "text":

@@ -124,6 +124,9 @@ class Tx(Protocol):
     def add_charge(self, key: str, room: RoomId, body: str, now_ms: int) -> bool:
         """Record a charge for billing; False (and nothing written) if `key` exists."""
 
+    def charges(self, room: RoomId) -> list[str]:
+        """The room's charges (JSON), oldest first."""
+
     def claim_time(self, owner: str, holder: str, start_ms: int, end_ms: int) -> None:
         """Hold [start, end) of `owner`'s time for `holder`; `Conflict` if any of it is held.
 
@@ -144,6 +147,9 @@ class Tx(Protocol):
     def append(self, room: RoomId, sender: UserId, kind: MessageKind, body: str | None,
                now_ms: int, meta: str | None = None) -> StoredMessage:
         """Store a message (a system message, typically) as the room's next `seq`."""
+
+    def unanswered_since(self, room: RoomId, client: UserId, provider: UserId) -> int | None:
+        """R4: time (ms) of the client's first message after the provider's last one."""
 
     def setting(self, key: str) -> str | None: ...
 

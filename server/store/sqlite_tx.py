@@ -131,6 +131,10 @@ class SQLiteTx:
             " ON CONFLICT (key) DO NOTHING", (key, room, body, now_ms, now_ms))
         return cur.rowcount == 1
 
+    def charges(self, room: RoomId) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT body FROM charges WHERE room = ? ORDER BY created_ms, key", (room,))]
+
     def claim_time(self, owner: str, holder: str, start_ms: int, end_ms: int) -> None:
         first, last = start_ms // BLOCK_MS, -(-end_ms // BLOCK_MS)
         try:
@@ -164,6 +168,13 @@ class SQLiteTx:
             (room, seq, sender, kind, body, now_ms, meta))
         self.state.heads[room] = seq
         return StoredMessage(room, seq, sender, kind, body, None, now_ms, None, meta)
+
+    def unanswered_since(self, room: RoomId, client: UserId, provider: UserId) -> int | None:
+        row = self.conn.execute(
+            "SELECT MIN(ts_ms) FROM messages WHERE room = ? AND sender = ? AND seq > COALESCE("
+            "(SELECT MAX(seq) FROM messages WHERE room = ? AND sender = ?), 0)",
+            (room, client, room, provider)).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def setting(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()

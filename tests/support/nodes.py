@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ class RunningNode:
     settings: Settings
     node: Node | None = None
     process: subprocess.Popen[str] | None = None
+
+    async def tick(self, delta: timedelta) -> int:
+        """Move the injected clock on and fire what fell due; how many jobs fired."""
+        assert self.node is not None
+        clock = self.node.sessions.clock
+        assert isinstance(clock, FakeClock), "tick needs a node made with a FakeClock"
+        clock.advance(delta)
+        return await self.node.deadlines.run_due()
 
     def token(self, user: str, role: str = "client", ttl: int | None = None) -> str:
         from server.auth import TokenAuthority
@@ -54,14 +63,28 @@ def settings_for(data: Path, **overrides: Any) -> Settings:
     return load({"data": data, "port": 0, **overrides}, environ={})
 
 
+class FakeClock:
+    """An injected clock for deadline tests: time moves only when the test says so."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
 @contextlib.asynccontextmanager
-async def node_in_process(data: Path, **overrides: Any) -> AsyncIterator[RunningNode]:
+async def node_in_process(data: Path, clock: FakeClock | None = None,
+                          **overrides: Any) -> AsyncIterator[RunningNode]:
     """A node served by uvicorn in this event loop, on a free port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = dataclasses.replace(settings_for(data, **overrides), port=port)
-    node = build_node(settings)
+    node = build_node(settings, clock=clock) if clock else build_node(settings)
     app = create_app(settings, node)
     config = uvicorn.Config(app, ws="websockets-sansio", lifespan="on", log_level="warning",
                             ws_ping_interval=settings.heartbeat_s,
