@@ -36,6 +36,7 @@ from server.http import Api, guarded
 from server.http_sessions import SessionApi
 from server.hub import Hub
 from server.jobs import DeadlineRunner
+from server.live import LiveSessions
 from server.requests import Requests
 from server.sessions import Clock, Sessions, utc_now
 from server.store import Store
@@ -55,6 +56,7 @@ class Node:
     hub: Hub
     sessions: Sessions
     deadlines: DeadlineRunner
+    live: LiveSessions
     requests: Requests
     api: Api
 
@@ -71,8 +73,10 @@ def build_node(settings: Settings, *, store: Store | None = None,
     deadlines = DeadlineRunner(store, sessions, poll_s=settings.deadline_poll_s)
     sessions.on_jobs = deadlines.wake
     requests = Requests(settings, store, hub, sessions)
+    live = requests.live = LiveSessions(settings, hub, sessions)
     api = Api(authority, store, hub, sessions)
-    return Node(settings, authority, store, broker, hub, sessions, deadlines, requests, api)
+    return Node(settings, authority, store, broker, hub, sessions, deadlines, live, requests,
+                api)
 
 
 def create_app(settings: Settings, node: Node | None = None) -> Starlette:
@@ -93,6 +97,7 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await node.live.stop()
             await node.hub.stop()
             await node.store.close()
 
@@ -186,5 +191,6 @@ async def serve_websocket(node: Node, ws: WebSocket) -> None:
     try:
         await conn.run()
     finally:
+        await node.live.dropped(conn)
         await node.requests.drop_all(conn)
         await hub.disconnected(conn, list(conn.rooms.values()))

@@ -55,6 +55,14 @@ class Settings:
     billing_webhook_url: str = ""  # charges are POSTed here, signed; empty: not sent
     billing_webhook_secret: str = ""  # HMAC-SHA256 key for the Confide-Signature header
     deadline_poll_s: float = 30.0  # longest sleep between looks at the deadline jobs
+    # Live sessions
+    join_opens_min: float = 10.0  # R10: joining opens this many minutes before the start
+    rejoin_grace_s: float = 60.0  # a dropped participant may rejoin within this
+    stun_urls: str = ""  # comma-separated stun: URLs for ice_servers
+    turn_urls: str = ""  # comma-separated turn:/turns: URLs for ice_servers
+    turn_secret: str = ""  # coturn static-auth-secret (use-auth-secret); empty: no TURN
+    turn_ttl_s: int = 300  # lifetime of TURN credentials (at most 300)
+    max_signal_bytes: int = 65536  # largest live.signal `data`
     # Server
     graceful_shutdown_s: float = 10.0
     log_level: str = "info"
@@ -71,7 +79,7 @@ _POSITIVE = {
     "hello_timeout_s", "heartbeat_s", "max_frame_bytes", "max_text_chars", "max_subscriptions",
     "max_connections_per_user", "rate_limit_per_s", "rate_limit_burst", "rate_limit_strikes",
     "outgoing_queue", "replay_page", "history_max", "group_commit_max", "token_ttl_s",
-    "deadline_poll_s",
+    "deadline_poll_s", "rejoin_grace_s", "turn_ttl_s", "max_signal_bytes",
 }
 _CHOICES = {
     "jwt_algorithm": ("HS256", "RS256", "EdDSA"),
@@ -132,6 +140,12 @@ def load(overrides: Mapping[str, object] | None = None,
     if settings.jwt_algorithm != "HS256" and not settings.jwt_public_key:
         raise ConfigError(f"jwt_algorithm: {settings.jwt_algorithm} needs jwt_public_key "
                           "(a PEM file)")
+    if settings.turn_ttl_s > 300:
+        raise ConfigError("turn_ttl_s: TURN credentials live at most 300 seconds")
+    if settings.join_opens_min < 0:
+        raise ConfigError("join_opens_min: must be 0 or more")
+    if bool(settings.turn_urls) and not settings.turn_secret:
+        raise ConfigError("turn_urls needs turn_secret (coturn's static-auth-secret)")
     if bool(settings.billing_webhook_url) != bool(settings.billing_webhook_secret):
         raise ConfigError("billing_webhook_url and billing_webhook_secret go together")
     if settings.billing_webhook_url and not settings.billing_webhook_url.startswith(

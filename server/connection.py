@@ -83,6 +83,7 @@ class Connection:
         settings = requests.settings
         self.subs: dict[RoomId, Subscription] = {}
         self.rooms: dict[RoomId, RoomRecord] = {}  # the rooms this user belonged to at hello
+        self.live_sessions: set[str] = set()  # live sessions joined from this connection
         self._out: deque[bytes | str] = deque()
         self._limit = settings.outgoing_queue
         self._wake = asyncio.Event()

@@ -34,10 +34,15 @@ log = logging.getLogger("confide.hub")
 EV_MSG = "msg"  # a stored message; carries its seq
 EV_RELAY = "relay"  # typing, read, presence: ephemeral, to followers but the skipped
 EV_ROOM = "room"  # the room record changed (a new provider)
+EV_DIRECT = "direct"  # a frame for one connection of one user (live sessions)
 
 
 def channel(room: RoomId) -> str:
     return "room:" + room
+
+
+def user_channel(user: UserId) -> str:
+    return "user:" + user
 
 
 class Hub:
@@ -116,6 +121,7 @@ class Hub:
         devices = self._devices.setdefault(conn.user, set())
         devices.add(conn)
         if len(devices) == 1:
+            await self.broker.subscribe(user_channel(conn.user))
             await self._presence(conn.user, rooms, online=True)
 
     async def disconnected(self, conn: Connection, rooms: Iterable[RoomRecord]) -> None:
@@ -126,6 +132,7 @@ class Hub:
         devices.discard(conn)
         if not devices:
             del self._devices[conn.user]
+            await self.broker.unsubscribe(user_channel(conn.user))
             await self._presence(conn.user, rooms, online=False)
 
     async def _presence(self, user: UserId, rooms: Iterable[RoomRecord], online: bool) -> None:
@@ -145,6 +152,11 @@ class Hub:
         """Fan out an ephemeral frame; `skip_user`'s connections and `skip_conn` miss it."""
         await self._publish(room, EV_RELAY, frame, skip_user, skip_conn)
 
+    async def direct(self, user: UserId, conn_id: str, frame: Frame) -> None:
+        """Send `frame` to one connection of `user`, on whichever node it is."""
+        payload = msgpack.packb((EV_DIRECT, user, frame, None, conn_id), use_bin_type=True)
+        await self.broker.publish(user_channel(user), payload)
+
     async def _publish(self, room: RoomId, kind: str, frame: Frame,
                        skip_user: UserId | None = None, skip_conn: str | None = None) -> None:
         payload = msgpack.packb((kind, room, frame, skip_user, skip_conn), use_bin_type=True)
@@ -155,6 +167,11 @@ class Hub:
             kind, room, frame, skip_user, skip_conn = msgpack.unpackb(payload, raw=False)
         except (ValueError, TypeError, msgpack.UnpackException):
             log.error("dropped an undecodable broker event on %s", chan)
+            return
+        if kind == EV_DIRECT:
+            for conn in tuple(self._devices.get(room, ())):  # `room` holds the user here
+                if conn.id == skip_conn:
+                    conn.send(frame)
             return
         if kind == EV_ROOM:
             self._rooms.pop(room, None)

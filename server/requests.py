@@ -9,7 +9,7 @@ socket: they queue frames on the connection.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server import codec
 from server.codec import Frame
@@ -20,6 +20,9 @@ from server.hub import Hub
 from server.ids import MessageKind, RoomId
 from server.sessions import Sessions, message_frame
 from server.store import RoomRecord, Store, StoredMessage
+
+if TYPE_CHECKING:
+    from server.live import LiveSessions
 
 SEND_KINDS: tuple[MessageKind, ...] = ("text", "voice", "video")
 MAX_ROOM_ID = 64
@@ -45,7 +48,18 @@ class Requests:
             "typing": self.typing,
             "read": self.read,
             "ping": self.ping,
+            "live.join": self._live("join"),
+            "live.signal": self._live("signal"),
+            "live.leave": self._live("leave"),
         }
+        self.live: LiveSessions | None = None  # set by the node once built
+
+    def _live(self, name: str) -> Any:
+        async def handle(conn: Connection, frame: Frame, rid: object) -> None:
+            assert self.live is not None
+            await getattr(self.live, name)(conn, frame, rid)
+
+        return handle
 
     async def dispatch(self, conn: Connection, frame: Frame, rid: object) -> None:
         kind = frame["t"]
