@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from server import codec
 from server.auth import TokenAuthority
+from server.billing import ChargeDelivery
 from server.broker import Broker, MemoryBroker
 from server.codec import SUBPROTOCOLS
 from server.config import Settings
@@ -87,6 +89,13 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
         await node.store.open()
         await node.hub.start()
         background = [asyncio.create_task(node.deadlines.run(), name="deadlines")]
+        http: httpx.AsyncClient | None = None
+        if settings.billing_webhook_url:
+            http = httpx.AsyncClient()
+            delivery = ChargeDelivery(node.store, http, settings.billing_webhook_url,
+                                      settings.billing_webhook_secret)
+            node.sessions.on_charges = delivery.wake
+            background.append(asyncio.create_task(delivery.run(), name="charge-delivery"))
         gc.collect()
         gc.freeze()  # start-up objects are never collected: shorter GC pauses under load
         try:
@@ -97,6 +106,8 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if http is not None:
+                await http.aclose()
             await node.live.stop()
             await node.hub.stop()
             await node.store.close()

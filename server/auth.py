@@ -8,6 +8,7 @@ checks tokens and cannot issue any.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -21,6 +22,7 @@ from server.config import ConfigError, Settings
 from server.errors import BadRequest, Forbidden, Unauthorized
 from server.ids import ROLES, Role, UserId
 
+log = logging.getLogger("confide.auth")
 KEY_FILE = "node.key"
 MAX_USER_ID = 128
 
@@ -34,13 +36,18 @@ class Identity:
     expires_at: float
 
 
-def load_or_create_key(data: Path) -> bytes:
-    """The node's HS256 secret, created in `data` on first use."""
-    data.mkdir(parents=True, exist_ok=True)
+def load_or_create_key(data: Path, create: bool = True) -> bytes:
+    """The node's HS256 secret, created in `data` on first use (when `create`)."""
     path = data / KEY_FILE
+    if not create and not path.exists():
+        raise ConfigError(f"no signing key in {data}: start the node once with "
+                          f"`confide serve --data {data}`")
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         key = path.read_bytes().strip()
     except FileNotFoundError:
+        log.warning("created a new signing key in %s: tokens signed with any other key "
+                    "are refused", path)
         key = secrets.token_hex(32).encode()
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -62,14 +69,14 @@ def load_or_create_key(data: Path) -> bytes:
 class TokenAuthority:
     """Signs and verifies Confide's JWTs (`sub`, `role`, `exp`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, create_key: bool = True) -> None:
         self._algorithm = settings.jwt_algorithm
         self._issuer = settings.jwt_issuer or None
         self._default_ttl = settings.token_ttl_s
         self._signing_key: bytes | None = None
         self._verify_key: Any
         if self._algorithm == "HS256":
-            self._signing_key = load_or_create_key(settings.data)
+            self._signing_key = load_or_create_key(settings.data, create_key)
             self._verify_key = self._signing_key
         else:
             try:

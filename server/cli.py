@@ -55,7 +55,7 @@ def _token(overrides: dict[str, object]) -> int:
     user, role, ttl = overrides.pop("user"), overrides.pop("role"), overrides.pop("ttl", None)
     settings = load(overrides)
     try:
-        token = TokenAuthority(settings).issue(str(user), str(role),
+        token = TokenAuthority(settings, create_key=False).issue(str(user), str(role),
                                                int(ttl) if ttl is not None else None)  # type: ignore[call-overload]
     except ConfideError as exc:
         print(f"confide: {exc.message}", file=sys.stderr)

@@ -52,8 +52,14 @@ class Unauthorized(ClientError):
 
 
 class Forbidden(ClientError):
+    """Not allowed for this user or room; `rule` names the rule that says so, if one does."""
+
     code = "forbidden"
     status = 403
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 class NotFound(ClientError):
@@ -111,6 +117,7 @@ CLOSE_SHUTDOWN = 1012
 def error_body(exc: ConfideError) -> dict[str, object]:
     """The wire shape of an error, shared by `error` frames and HTTP bodies."""
     body: dict[str, object] = {"code": exc.code, "message": exc.message}
-    if isinstance(exc, RuleError):
-        body["rule"] = exc.rule
+    rule = getattr(exc, "rule", None)
+    if rule is not None:
+        body["rule"] = rule
     return body

@@ -144,7 +144,7 @@ class Api:
         who = self.identity(request)
         record = await self.hub.room(RoomId(request.path_params["room"]))
         if who.role != "admin" and not record.is_member(who.user):
-            raise Forbidden("only the room's client and provider may see it (R1)")
+            raise Forbidden("only the room's client and provider may see it", rule="R1")
         return JSONResponse(room_json(record))
 
     async def change_provider(self, request: Request) -> Response:

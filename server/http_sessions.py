@@ -36,7 +36,7 @@ class SessionApi:
     async def _member_room(self, request: Request, who: Identity) -> RoomRecord:
         record = await self.api.hub.room(RoomId(request.path_params["room"]))
         if not record.is_member(who.user):
-            raise RuleError("R1", "only the room's client and provider may do this")
+            raise Forbidden("only the room's client and provider may do this", rule="R1")
         return record
 
     async def book(self, request: Request) -> Response:
@@ -65,7 +65,7 @@ class SessionApi:
         who = self.api.identity(request)
         found = await self.sessions.view_session(request.path_params["session"])
         if who.user not in (found["client"], found["provider"]):
-            raise RuleError("R1", "only the session's client and provider may see it")
+            raise Forbidden("only the session's client and provider may see it", rule="R1")
         return JSONResponse(found)
 
     async def room_sessions(self, request: Request) -> Response:
@@ -114,7 +114,8 @@ class SessionApi:
         if who.user != provider:
             rooms = await self.api.store.rooms_of(who.user)
             if not any(r.provider == provider for r in rooms):
-                raise RuleError("R1", "only the provider's own clients see their free times")
+                raise Forbidden("only the provider's own clients see their free times",
+                                rule="R1")
         span = parse_interval({"start": request.query_params.get("from"),
                                "end": request.query_params.get("to")})
         if span.end - span.start > MAX_SLOT_SPAN:

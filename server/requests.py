@@ -81,7 +81,7 @@ class Requests:
         except NotFound:
             raise NotFound(f"no room {room_id}") from None
         if not record.is_member(conn.user):
-            raise Forbidden("only the room's client and provider may use it (R1)")
+            raise Forbidden("only the room's client and provider may use it", rule="R1")
         return record
 
     def message_frame(self, message: StoredMessage) -> Frame:
@@ -106,6 +106,10 @@ class Requests:
         record = await self.member_room(conn, frame)
         since = codec.int_field(frame, "since", required=False)
         room = record.room
+        if since is not None:
+            head = await self.store.head(room)
+            if since > head:  # a `since` from the future would hide messages up to it
+                raise BadRequest(f"`since` {since} is past the room's head {head}")
         if room not in conn.subs and len(conn.subs) >= self.settings.max_subscriptions:
             raise TooLarge(f"at most {self.settings.max_subscriptions} subscriptions")
         await self.drop_subscription(conn, room)

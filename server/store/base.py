@@ -171,6 +171,9 @@ class SessionStore(Protocol):
 
     async def pending_charges(self, now_ms: int, limit: int) -> list[ChargeRow]: ...
 
+    async def next_charge_ms(self) -> int | None:
+        """When the next undelivered charge is due to be (re)tried."""
+
     async def charge_attempted(self, key: str, delivered: bool, next_try_ms: int,
                                now_ms: int) -> None: ...
 

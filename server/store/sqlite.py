@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -202,13 +203,15 @@ class SQLiteStore(_SessionMethods):
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         conn = await asyncio.to_thread(self._open_writer)
         self._thread = threading.Thread(target=self._run, args=(conn,), name="store-writer",
                                         daemon=True)
         self._thread.start()
 
     def _open_writer(self) -> sqlite3.Connection:
+        if not self.path.exists():  # therapy content: readable by the node's user only
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = connect(self.path, self._synchronous)
         conn.executescript(SCHEMA + SESSION_SCHEMA)
         return conn
