@@ -106,9 +106,9 @@ class LiveSessions:
         events = live.gate.join(conn.user, now, confirmed=True)
         live.conns[conn.user] = conn.id
         conn.live_sessions.add(session)
+        await self._send(live, events)
         if rid is not None:
             conn.send({"t": "live.joined", "re": rid, "session": session})
-        await self._send(live, events)
 
     async def signal(self, conn: Connection, frame: Frame, rid: object) -> None:
         session = _session_id(frame)
@@ -133,11 +133,11 @@ class LiveSessions:
         events = live.gate.leave(conn.user, self.sessions.clock())
         live.conns.pop(conn.user, None)
         conn.live_sessions.discard(session)
-        if rid is not None:
-            conn.send({"t": "live.left", "re": rid, "session": session, "user": conn.user})
         await self._send(live, events)
         with contextlib.suppress(RuleError, Conflict):
             await self.sessions.live_step(session, lifecycle.Leave(), conn.user)
+        if rid is not None:
+            conn.send({"t": "live.left", "re": rid, "session": session, "user": conn.user})
 
     async def dropped(self, conn: Connection) -> None:
         """A connection that had joined sessions closed: each side is away for the grace."""
@@ -169,9 +169,10 @@ class LiveSessions:
                 frame = frame_of(event)
             if target is not None:
                 await self.hub.direct(event.to, target, frame)
-            if isinstance(event, Ended):
-                self._finish(live)
-        self._arm(live)
+        if any(isinstance(event, Ended) for event in events):
+            await self._finish(live)
+        else:
+            self._arm(live)
 
     def _arm(self, live: _Live) -> None:
         if live.timer is not None:
@@ -182,25 +183,34 @@ class LiveSessions:
             return
         delay = max(0.0, (deadline - self.sessions.clock()).total_seconds())
         loop = asyncio.get_running_loop()
-        live.timer = loop.call_later(delay, self._spawn, self._expire(live))
+        live.timer = loop.call_later(delay, lambda: self._spawn(self._expire(live)))
 
     async def _expire(self, live: _Live) -> None:
         await self._send(live, live.gate.expire(self.sessions.clock()))
 
-    def _finish(self, live: _Live) -> None:
+    async def expire_due(self) -> None:
+        """Run every gate's deadlines that are due now (the clock may have jumped)."""
+        for live in list(self.gates.values()):
+            await self._expire(live)
+
+    async def _finish(self, live: _Live) -> None:
         session = live.gate.session
         if self.gates.pop(session, None) is None:
             return
         if live.timer is not None:
             live.timer.cancel()
-        self._spawn(self._record_end(session, live))
+        await self._record_end(session, live)
 
     async def _record_end(self, session: SessionId, live: _Live) -> None:
         attendance = live.gate.attendance()
         log.info("live session %s ended: %s", session, attendance.end_reason)
         if attendance.started_at is not None:
-            with contextlib.suppress(RuleError, NotFound, Conflict):
+            try:
                 await self.sessions.live_step(session, lifecycle.End(), live.gate.provider)
+            except (RuleError, NotFound, Conflict) as exc:
+                log.info("live session %s: end not recorded (%s)", session, exc.message)
+            except Exception:
+                log.exception("live session %s: recording its end failed", session)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

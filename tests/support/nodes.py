@@ -38,6 +38,7 @@ class RunningNode:
         clock = self.node.sessions.clock
         assert isinstance(clock, FakeClock), "tick needs a node made with a FakeClock"
         clock.advance(delta)
+        await self.node.live.expire_due()
         return await self.node.deadlines.run_due()
 
     def token(self, user: str, role: str = "client", ttl: int | None = None) -> str:
