@@ -8,16 +8,10 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sessions.site import T0, Site, at, connected
 from support.client import Client
 
 DAYS3 = timedelta(days=3)
-LIVE_TIMER_BUG = (
-    "server/live.py LiveSessions._arm: loop.call_later(delay, self._spawn, self._expire(live)) "
-    "creates the coroutine when the timer is armed; a re-armed or cancelled timer drops it "
-    "unawaited (RuntimeWarning 'coroutine LiveSessions._expire was never awaited')")
-UNAWAITED_EXPIRE = "ignore:coroutine 'LiveSessions._expire' was never awaited:RuntimeWarning"
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
 
@@ -139,7 +133,6 @@ async def join(site: Site, user: str, role: str, sid: str) -> Client:
     return ws
 
 
-@pytest.mark.filterwarnings(UNAWAITED_EXPIRE)  # LIVE_TIMER_BUG, its own test below
 async def test_r15_client_absent_with_provider_present_forfeits_and_charges(
         site: Site) -> None:
     room = await site.room("c1", "p1")
@@ -156,7 +149,6 @@ async def test_r15_client_absent_with_provider_present_forfeits_and_charges(
     assert credits["held"] == 0 and kinds(credits) == [("no_show", 12000)]
 
 
-@pytest.mark.filterwarnings(UNAWAITED_EXPIRE)  # LIVE_TIMER_BUG, its own test below
 async def test_r15_provider_absent_with_client_present_keeps_the_credit(site: Site) -> None:
     room = await site.room("c1", "p1")
     sid = await confirmed(site, room, DAYS3)
@@ -172,8 +164,6 @@ async def test_r15_provider_absent_with_client_present_keeps_the_credit(site: Si
     assert credits["available"] == 4 and credits["charges"] == []
 
 
-@pytest.mark.filterwarnings(UNAWAITED_EXPIRE)  # at the node's shutdown, after the test
-@pytest.mark.xfail(strict=True, reason=LIVE_TIMER_BUG)
 async def test_r15_joins_leave_no_unawaited_gate_timers(site: Site) -> None:
     room = await site.room("c1", "p1")
     sid = await confirmed(site, room, DAYS3)
