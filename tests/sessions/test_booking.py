@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from sessions.site import T0, Site, at, connected, error_of, refused
+from sessions.site import NODE_SETTINGS, T0, Site, at, connected, error_of, refused
 from support.client import Client
+from support.nodes import FakeClock, node_in_process
 
 from server.store.base import Tx
 
@@ -254,3 +257,27 @@ async def test_r9_a_reminder_already_past_at_confirmation_is_not_sent(site: Site
     await site.tick(5 * H - timedelta(minutes=1))
     reminders = [e for e in await site.events(room, "c1") if e["event"] == "reminder"]
     assert len(reminders) == 1 and reminders[0]["session"] == sid  # only the 15-minute one
+
+
+async def test_r7_no_double_booking_across_two_nodes_on_one_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with node_in_process(data, clock=FakeClock(T0), **NODE_SETTINGS) as a, \
+            node_in_process(data, clock=FakeClock(T0), **NODE_SETTINGS) as b:
+        rooms = [await a.room(f"c{i}", "p1") for i in range(20)]
+
+        async def book(i: int) -> int:
+            node = (a, b)[i % 2]
+            async with httpx.AsyncClient(base_url=node.url) as http:
+                r = await http.post(f"/v1/rooms/{rooms[i]}/sessions",
+                                    headers={"authorization": "Bearer " + node.token(f"c{i}")},
+                                    json={"kind": "live", "modality": "video",
+                                          "start": at(DAYS3)})
+                assert r.status_code in (201, 409, 422), r.text
+                return r.status_code
+
+        statuses = await asyncio.gather(*(book(i) for i in range(20)))
+        assert statuses.count(201) == 1, statuses
+        assert b.node is not None
+        held = await b.node.store.view(
+            lambda tx: [d.id for d in tx.docs("live", owner="p1", active=True)])
+        assert len(held) == 1
