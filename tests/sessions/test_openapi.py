@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from sessions.site import Site
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -26,11 +25,12 @@ HAS_VALIDATOR = importlib.util.find_spec("openapi_spec_validator") is not None
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Starlette:
+def app(tmp_path: Path) -> Any:
+    """The app `create_app` builds (a Starlette app, or a wrapper with its `routes`)."""
     return create_app(settings_for(tmp_path / "data"))
 
 
-def served(app: Starlette) -> set[tuple[str, str]]:
+def served(app: Any) -> set[tuple[str, str]]:
     """The app's HTTP (method, path) pairs, computed here independently of server.openapi."""
     pairs = set()
     for route in app.routes:
@@ -48,14 +48,14 @@ def described(doc: dict[str, Any]) -> set[tuple[str, str]]:
             if m in METHODS and path != OPENAPI_PATH}
 
 
-def test_openapi_lists_exactly_the_apps_http_routes(app: Starlette) -> None:
+def test_openapi_lists_exactly_the_apps_http_routes(app: Any) -> None:
     doc = openapi(app.routes)
     assert described(doc) == served(app)
     assert "/ws" not in doc["paths"]
     assert len(served(app)) >= 17  # the calls of PROTOCOL.md and the session API
 
 
-def test_openapi_complains_about_undocumented_and_stale_routes(app: Starlette) -> None:
+def test_openapi_complains_about_undocumented_and_stale_routes(app: Any) -> None:
     async def endpoint(request: Request) -> Response:
         return Response()
 
@@ -83,7 +83,7 @@ def resolve(doc: dict[str, Any], pointer: str) -> Any:
     return node
 
 
-def test_openapi_is_structurally_sound(app: Starlette) -> None:
+def test_openapi_is_structurally_sound(app: Any) -> None:
     doc = openapi(app.routes)
     assert doc["openapi"].startswith("3.1") and doc["info"]["title"] and doc["info"]["version"]
     assert doc["components"]["securitySchemes"]["bearer"] == {
@@ -117,14 +117,14 @@ def test_openapi_is_structurally_sound(app: Starlette) -> None:
 
 
 @pytest.mark.skipif(not HAS_VALIDATOR, reason="openapi-spec-validator is not installed")
-def test_openapi_passes_the_openapi_spec_validator(app: Starlette) -> None:
+def test_openapi_passes_the_openapi_spec_validator(app: Any) -> None:
     from openapi_spec_validator import validate
 
     validate(openapi(app.routes))  # raises on any violation of the OpenAPI 3.1 schema
 
 
 @pytest.mark.skipif(not HAS_VALIDATOR, reason="jsonschema comes with openapi-spec-validator")
-async def test_openapi_schemas_match_what_the_node_answers(site: Site, app: Starlette) -> None:
+async def test_openapi_schemas_match_what_the_node_answers(site: Site, app: Any) -> None:
     from jsonschema import Draft202012Validator
 
     doc = openapi(app.routes)
@@ -173,7 +173,7 @@ async def test_openapi_schemas_match_what_the_node_answers(site: Site, app: Star
     check("Stats", (await http.get("/v1/stats", headers=site.node.admin)).json())
 
 
-def serves_openapi(app: Starlette) -> bool:
+def serves_openapi(app: Any) -> bool:
     return any(getattr(r, "path", None) == OPENAPI_PATH for r in app.routes)
 
 
@@ -193,7 +193,7 @@ async def test_get_openapi_json_serves_the_description(tmp_path: Path, node: Run
     assert doc == openapi(app.routes)
 
 
-def test_every_table_entry_is_a_route_of_the_app(app: Starlette) -> None:
+def test_every_table_entry_is_a_route_of_the_app(app: Any) -> None:
     expected = served(app) | ({("GET", OPENAPI_PATH)} if serves_openapi(app) else set())
     assert set(OPERATIONS) - {("GET", OPENAPI_PATH)} == served(app)
     assert described(openapi(app.routes)) | (
