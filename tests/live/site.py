@@ -1,0 +1,238 @@
+"""Helpers of the live-media tests: a node serving the join page, bookings, coturn.
+
+The node runs the session rules on a `FakeClock` anchored at the real time when the
+test starts, so joining is open at once (sessions start 5 to 10 minutes later, inside
+the join window of R10) and the TURN credentials that `live.start` mints from that
+clock are valid for the real coturn. Media itself runs in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from support.client import MS, Client
+from support.nodes import FakeClock, RunningNode, settings_for
+
+from media.live_page import routes
+from server.app import build_node, create_app
+
+NODE_SETTINGS: dict[str, Any] = {
+    "rate_limit_per_s": 100_000,
+    "rate_limit_burst": 100_000,
+    "deadline_poll_s": 3600.0,  # no deadline job fires by itself during a test
+}
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+]
+TURNSERVER = "/usr/bin/turnserver"
+
+
+def require(binary: str, what: str) -> str:
+    """The binary's path, or a failure (never a skip): CI installs it."""
+    found = shutil.which(binary)
+    if found is None:
+        raise AssertionError(f"{what} is missing ({binary}): install it (the CI script does: "
+                             f"apt-get install chromium coturn)")
+    return found
+
+
+def first_start(now: datetime) -> datetime:
+    """The first five-minute mark at least 5 minutes after `now` (so 5 to 10 min ahead)."""
+    t = now.replace(second=0, microsecond=0) + timedelta(minutes=5)
+    t += timedelta(minutes=(-t.minute) % 5)
+    return t if t >= now + timedelta(minutes=5) else t + timedelta(minutes=5)
+
+
+@contextlib.asynccontextmanager
+async def live_node(data: Path, clock: FakeClock, **overrides: Any
+                    ) -> AsyncIterator[RunningNode]:
+    """A node in this event loop on a free port, with the join page's routes added."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = dataclasses.replace(settings_for(data, **{**NODE_SETTINGS, **overrides}),
+                                   port=port)
+    node = build_node(settings, clock=clock)
+    app = create_app(settings, node)
+    app.router.routes.extend(routes())
+    config = uvicorn.Config(app, ws="websockets-sansio", lifespan="on", log_level="warning",
+                            ws_per_message_deflate=False, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield RunningNode(f"http://127.0.0.1:{port}", settings, node=node)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@dataclass(frozen=True)
+class Booking:
+    room: str
+    session: str
+    client: str
+    provider: str
+    modality: str
+
+
+@dataclass
+class Site:
+    """A live node, an HTTP client on it, and the start time every booking uses."""
+
+    node: RunningNode
+    http: httpx.AsyncClient
+    clock: FakeClock
+    start: datetime
+
+    def auth(self, user: str, role: str) -> dict[str, str]:
+        return {"authorization": "Bearer " + self.node.token(user, role)}
+
+    async def book(self, room: str, client: str, modality: str) -> httpx.Response:
+        return await self.http.post(
+            f"/v1/rooms/{room}/sessions", headers=self.auth(client, "client"),
+            json={"kind": "live", "modality": modality, "start": self.start.isoformat()})
+
+    async def booked(self, modality: str = "video", service: str = "therapy") -> Booking:
+        """A fresh room (its own client and provider), a session booked and confirmed."""
+        tag = secrets.token_hex(4)
+        client, provider = f"client_{tag}", f"provider_{tag}"
+        room = await self.node.room(client, provider, "self_pay", service)
+        r = await self.book(room, client, modality)
+        assert r.status_code == 201, r.text
+        session = r.json()["session"]
+        r = await self.http.post(f"/v1/sessions/{session}/confirm",
+                                 headers=self.auth(provider, "provider"))
+        assert r.status_code == 200, r.text
+        return Booking(room, session, client, provider, modality)
+
+    async def connect(self, user: str, role: str) -> Client:
+        return await Client.connect(self.node.url, self.node.token(user, role), "json")
+
+    async def joined(self, booking: Booking) -> tuple[Client, Client, dict[str, Any],
+                                                      dict[str, Any], float]:
+        """Client joins (waits), then the provider: both `live.start` frames, and the
+        `time.perf_counter()` at which the first of them arrived."""
+        client = await self.connect(booking.client, "client")
+        provider = await self.connect(booking.provider, "provider")
+        joined = await client.request({"t": "live.join", "session": booking.session})
+        assert joined["t"] == "live.joined", joined
+        await client.next_type("live.waiting", session=booking.session)
+        joined = await provider.request({"t": "live.join", "session": booking.session})
+        assert joined["t"] == "live.joined", joined
+        first = asyncio.create_task(client.next_type("live.start", session=booking.session))
+        second = asyncio.create_task(provider.next_type("live.start", session=booking.session))
+        await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+        t0 = time.perf_counter()
+        return client, provider, await first, await second, t0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def report(name: str, values_ms: list[float]) -> str:
+    line = (f"{name}: join-to-connected over {len(values_ms)} runs: "
+            f"p50 {percentile(values_ms, 0.5):.0f} ms, max {max(values_ms):.0f} ms")
+    print(line)
+    return line
+
+
+# -- coturn ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Coturn:
+    port: int
+    secret: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"turn:127.0.0.1:{self.port}?transport=udp"
+
+    def log_text(self) -> str:
+        return self.log.read_text("utf-8", errors="replace")
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stun_answers(port: int) -> bool:
+    """A STUN Binding request to the port gets a Binding success response."""
+    request = bytes.fromhex("0001" "0000" "2112a442") + os.urandom(12)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(100 * MS)
+        s.sendto(request, ("127.0.0.1", port))
+        try:
+            data = s.recv(2048)
+        except OSError:
+            return False
+    return data[:2] == b"\x01\x01" and data[8:20] == request[8:20]
+
+
+@contextlib.contextmanager
+def coturn(folder: Path) -> Iterator[Coturn]:
+    """A real coturn on a free UDP port of 127.0.0.1, TURN REST-API secret, stopped after."""
+    binary = require(TURNSERVER, "coturn's turnserver")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = _free_udp_port()
+    low = 49152 + secrets.randbelow(12000)
+    secret = secrets.token_urlsafe(16)
+    log = folder / "turnserver.log"
+    args = [
+        binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+        f"--listening-port={port}", "--use-auth-secret", f"--static-auth-secret={secret}",
+        "--realm=confide", "--no-cli", "--no-tls", "--no-dtls", f"--min-port={low}",
+        f"--max-port={low + 200}", "--allow-loopback-peers", "--log-file=stdout",
+        "--simple-log", f"--pidfile={folder / 'turnserver.pid'}",
+        f"--userdb={folder / 'turndb'}", "--no-software-attribute",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+    running = Coturn(port, secret, log, process)
+    try:
+        deadline = time.monotonic() + 10_000 * MS
+        while not _stun_answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"coturn did not start: {running.log_text()[-2000:]}")
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
