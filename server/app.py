@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import Route
 
 from server import codec
 from server.auth import TokenAuthority
@@ -39,8 +38,10 @@ from server.http_sessions import SessionApi
 from server.hub import Hub
 from server.jobs import DeadlineRunner
 from server.live import LiveSessions
+from server.openapi import openapi, openapi_json
 from server.requests import Requests
 from server.sessions import Clock, Sessions, utc_now
+from server.socket import Socket
 from server.store import Store
 from server.store.sqlite import SQLiteStore
 
@@ -81,7 +82,7 @@ def build_node(settings: Settings, *, store: Store | None = None,
                 api)
 
 
-def create_app(settings: Settings, node: Node | None = None) -> Starlette:
+def create_app(settings: Settings, node: Node | None = None) -> ConfideApp:
     node = node or build_node(settings)
 
     @contextlib.asynccontextmanager
@@ -112,12 +113,10 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
             await node.hub.stop()
             await node.store.close()
 
-    async def websocket(ws: WebSocket) -> None:
-        await serve_websocket(node, ws)
-
     api = node.api
     sessions = SessionApi(api, node.sessions)
     routes: list[Any] = [
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/healthz", guarded(api.healthz), methods=["GET"]),
         Route("/v1/tokens", guarded(api.tokens), methods=["POST"]),
         Route("/v1/rooms", guarded(api.create_room), methods=["POST"]),
@@ -139,19 +138,45 @@ def create_app(settings: Settings, node: Node | None = None) -> Starlette:
         Route("/v1/providers/{provider}/slots", guarded(sessions.slots), methods=["GET"]),
         Route("/v1/providers/{provider}/awaiting-reply", guarded(sessions.awaiting_reply),
               methods=["GET"]),
-        WebSocketRoute("/ws", websocket),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
-    return app
+    openapi(app.routes)  # every route is described, or start-up fails here
+    return ConfideApp(app, node)
 
 
-async def serve_websocket(node: Node, ws: WebSocket) -> None:
+class ConfideApp:
+    """The node's ASGI app: `/ws` straight to the hub, everything else to Starlette."""
+
+    def __init__(self, http: Starlette, node: Node) -> None:
+        self.http = http
+        self.node = node
+
+    @property
+    def router(self) -> Any:
+        return self.http.router
+
+    @property
+    def routes(self) -> list[Any]:
+        return self.http.routes
+
+    @property
+    def state(self) -> Any:
+        return self.http.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await serve_websocket(self.node, Socket(scope, receive, send))
+        else:
+            await self.http(scope, receive, send)
+
+
+async def serve_websocket(node: Node, ws: Socket) -> None:
     settings = node.settings
     offered = ws.scope.get("subprotocols") or []
     chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
     if chosen is None:
-        await ws.close(code=CLOSE_PROTOCOL)  # before accept: the handshake is refused (403)
+        await ws.refuse()  # before accept: the handshake is refused (403)
         return
     await ws.accept(subprotocol=chosen)
     encoding = SUBPROTOCOLS[chosen]
@@ -160,7 +185,7 @@ async def serve_websocket(node: Node, ws: WebSocket) -> None:
     except TimeoutError:
         await ws.close(CLOSE_UNAUTHENTICATED, "no hello in time")
         return
-    if message["type"] == "websocket.disconnect":
+    if message["type"] != "websocket.receive":
         return
     data = message.get("bytes") if message.get("bytes") is not None else message.get("text")
     try:

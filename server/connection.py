@@ -25,8 +25,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from starlette.websockets import WebSocket
-
 from server import codec
 from server.auth import Identity
 from server.codec import Encoding, Frame, Outgoing
@@ -49,6 +47,7 @@ from server.store import RoomRecord
 
 if TYPE_CHECKING:
     from server.requests import Requests
+    from server.socket import Socket
 
 log = logging.getLogger("confide.conn")
 
@@ -71,7 +70,7 @@ _serial = itertools.count(1)
 class Connection:
     """A client's connection after `hello`: its subscriptions and its outgoing queue."""
 
-    def __init__(self, ws: WebSocket, encoding: Encoding, identity: Identity,
+    def __init__(self, ws: Socket, encoding: Encoding, identity: Identity,
                  requests: Requests) -> None:
         self.ws = ws
         self.encoding = encoding
@@ -196,6 +195,20 @@ class Connection:
         sub.catching_up = True
         sub.seen = seq
         self.spawn(self._catch_up(sub, announce=False))
+
+    def own_message(self, room: RoomId, seq: int) -> None:
+        """This connection stored `seq` itself: it knows it from the ack; keep order."""
+        sub = self.subs.get(room)
+        if sub is None:
+            return
+        if sub.catching_up:
+            sub.seen = max(sub.seen, seq)
+        elif seq == sub.last + 1:
+            sub.last = seq
+        elif seq > sub.last:  # something before it is missing: fetch it (and this one)
+            sub.catching_up = True
+            sub.seen = seq
+            self.spawn(self._catch_up(sub, announce=False))
 
     async def _catch_up(self, sub: Subscription, announce: bool) -> None:
         """Stream stored messages after `sub.last` until every seq seen live is passed on."""

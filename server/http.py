@@ -27,7 +27,7 @@ from server.errors import (
 )
 from server.hub import Hub
 from server.ids import PLANS, SERVICES, RoomId, UserId
-from server.sessions import Sessions
+from server.sessions import Sessions, ms
 from server.store import RoomRecord, Store
 
 log = logging.getLogger("confide.http")
@@ -133,9 +133,8 @@ class Api:
         elif not isinstance(room_id, str) or not 0 < len(room_id) <= 64 \
                 or not room_id.replace("-", "").replace("_", "").isalnum():
             raise BadRequest("`room` must be 1..64 letters, digits, '-' or '_'")
-        from server.requests import now_ms
-
-        record = RoomRecord(RoomId(room_id), client, provider, plan, service, messaging, now_ms())
+        record = RoomRecord(RoomId(room_id), client, provider, plan, service, messaging,
+                            ms(self.sessions.clock()))
         await self.store.create_room(record)
         await self.sessions.room_created(record)
         return JSONResponse(room_json(record), status_code=201)
@@ -155,9 +154,7 @@ class Api:
         current = await self.hub.room(room)
         if provider == current.client:
             raise BadRequest("the provider must not be the room's client")
-        from server.requests import now_ms
-
-        record = await self.store.set_provider(room, UserId(provider), now_ms())
+        record = await self.store.set_provider(room, UserId(provider), ms(self.sessions.clock()))
         await self.hub.room_changed(record)
         return JSONResponse(room_json(record))
 

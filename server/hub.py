@@ -143,9 +143,14 @@ class Hub:
 
     # -- publishing -----------------------------------------------------------------------
 
-    async def publish_message(self, room: RoomId, frame: Frame) -> None:
-        """Fan out a stored message (a `msg` frame with its `seq`) to every node."""
-        await self._publish(room, EV_MSG, frame)
+    async def publish_message(self, room: RoomId, frame: Frame,
+                              sender_conn: str | None = None) -> None:
+        """Fan out a stored message (a `msg` frame with its `seq`) to every node.
+
+        The connection that sent it (`sender_conn`) is not sent its own message back: its
+        `ack` carried the `seq`; the sender's other devices get it like everyone else.
+        """
+        await self._publish(room, EV_MSG, frame, None, sender_conn)
 
     async def relay(self, room: RoomId, frame: Frame, skip_user: UserId | None = None,
                     skip_conn: str | None = None) -> None:
@@ -185,7 +190,10 @@ class Hub:
         if kind == EV_MSG:
             seq: int = frame["seq"]
             for conn in tuple(followers):
-                conn.deliver_message(room, seq, out)
+                if conn.id == skip_conn:
+                    conn.own_message(room, seq)
+                else:
+                    conn.deliver_message(room, seq, out)
         else:
             for conn in tuple(followers):
                 if conn.user != skip_user and conn.id != skip_conn:

@@ -8,7 +8,6 @@ socket: they queue frames on the connection.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from server import codec
@@ -18,7 +17,7 @@ from server.connection import Connection, Subscription
 from server.errors import BadRequest, Forbidden, NotFound, TooLarge
 from server.hub import Hub
 from server.ids import MessageKind, RoomId
-from server.sessions import Sessions, message_frame
+from server.sessions import Sessions, message_frame, ms
 from server.store import RoomRecord, Store, StoredMessage
 
 if TYPE_CHECKING:
@@ -26,10 +25,6 @@ if TYPE_CHECKING:
 
 SEND_KINDS: tuple[MessageKind, ...] = ("text", "voice", "video")
 MAX_ROOM_ID = 64
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Requests:
@@ -157,10 +152,10 @@ class Requests:
             media_id = codec.text_field(frame, "media", max_chars=64)
             raise NotFound(f"no media {media_id} in this room")
         appended = await self.store.append(record.room, conn.user, cmid, kind, body, media,
-                                           now_ms())
+                                           ms(self.sessions.clock()))
         message = appended.message
         if not appended.dup:
-            await self.hub.publish_message(record.room, self.message_frame(message))
+            await self.hub.publish_message(record.room, self.message_frame(message), conn.id)
         conn.send(_reply({"t": "ack", "room": record.room, "seq": message.seq,
                           "cmid": message.cmid, "ts": codec.iso(message.ts_ms),
                           "dup": appended.dup}, rid))

@@ -211,9 +211,8 @@ class Sessions:
 
     async def run(self, room: RoomId, fn: Callable[[Tx, Outcome], None]) -> Outcome:
         """Run `fn` in one transaction, then publish what it did."""
-        out = Outcome(room)
-
         def body(tx: Tx) -> Outcome:
+            out = Outcome(room)  # fresh on every try: the store may run `body` again
             fn(tx, out)
             return out
 

@@ -255,21 +255,14 @@ class SQLiteStore(_SessionMethods):
 
     def _commit(self, conn: sqlite3.Connection, state: _WriterState,
                 batch: list[_Pending]) -> None:
-        results: list[tuple[_Pending, Any, BaseException | None]] = []
+        """Run a batch in one transaction. Fast path: no savepoints; if any op fails, the
+        batch is rolled back and run again with a savepoint around each op, so the
+        failing op fails alone. Ops must be safe to run twice (they only touch the DB)."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for pending in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = pending.op(conn, state)
-                except Exception as exc:  # the op fails alone
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    state.heads.clear()
-                    results.append((pending, None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    results.append((pending, value, None))
+            results = self._run_batch(conn, state, batch, isolated=False)
+            if results is None:
+                results = self._run_batch(conn, state, batch, isolated=True)
+            assert results is not None
             conn.execute("COMMIT")
             self.commits += 1
             self.ops += len(batch)
@@ -282,6 +275,35 @@ class SQLiteStore(_SessionMethods):
             results = [(pending, None, failure) for pending in batch]
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve, results)
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, state: _WriterState, batch: list[_Pending],
+                   isolated: bool) -> list[tuple[_Pending, Any, BaseException | None]] | None:
+        """The batch's results inside an open transaction; None if an op failed and the
+        batch was rolled back (only when not `isolated`)."""
+        results: list[tuple[_Pending, Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for pending in batch:
+            if not isolated:
+                try:
+                    results.append((pending, pending.op(conn, state), None))
+                except Exception:
+                    conn.execute("ROLLBACK")
+                    state.heads.clear()
+                    return None
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                value = pending.op(conn, state)
+            except Exception as exc:  # the op fails alone
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                state.heads.clear()
+                results.append((pending, None, exc))
+            else:
+                conn.execute("RELEASE op")
+                results.append((pending, value, None))
+        return results
 
     async def _write(self, op: Op) -> Any:
         if self._thread is None:
@@ -357,17 +379,17 @@ class SQLiteStore(_SessionMethods):
                      kind: MessageKind, body: str | None, media: MediaId | None,
                      now_ms: int) -> Appended:
         def op(conn: sqlite3.Connection, state: _WriterState) -> Appended:
-            if cmid is not None:
+            seq = state.head(conn, room) + 1
+            inserted = conn.execute(
+                "INSERT INTO messages (room, seq, sender, cmid, kind, body, media, ts_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (room, sender, cmid) WHERE cmid IS NOT NULL DO NOTHING",
+                (room, seq, sender, cmid, kind, body, media, now_ms)).rowcount
+            if inserted == 0:  # this sender already used this cmid here: the first one stands
                 row = conn.execute(
                     f"SELECT {_MSG_COLUMNS} FROM messages WHERE room = ? AND sender = ?"
                     " AND cmid = ?", (room, sender, cmid)).fetchone()
-                if row is not None:
-                    return Appended(_message(row), dup=True)
-            seq = state.head(conn, room) + 1
-            conn.execute(
-                "INSERT INTO messages (room, seq, sender, cmid, kind, body, media, ts_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (room, seq, sender, cmid, kind, body, media, now_ms))
+                return Appended(_message(row), dup=True)
             state.heads[room] = seq
             return Appended(StoredMessage(room, seq, sender, kind, body, media, now_ms, cmid),
                             dup=False)

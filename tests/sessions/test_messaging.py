@@ -12,8 +12,6 @@ from support.client import Client
 from rooms.hours import WorkingHours, reply_due
 
 DAYS3 = timedelta(days=3)
-WALL_CLOCK_BUG = ("server/requests.py Requests.send stores messages at now_ms() (wall clock), "
-                  "not at Sessions.clock: R4 reply-due ignores the node's clock")
 
 
 def assert_rule_error(reply: dict[str, Any], rule: str) -> None:
@@ -105,7 +103,6 @@ async def awaiting(site: Site, provider: str) -> list[dict[str, Any]]:
 
 
 async def test_r4_reply_due_follows_working_hours_and_a_reply_clears_it(site: Site) -> None:
-    """Runs on the wall clock the messages are stamped with (see WALL_CLOCK_BUG)."""
     await put_hours(site, "p1", BERLIN)
     room = await site.room("c1", "p1")
     async with connected(site.node, "c1") as ws:
@@ -124,7 +121,6 @@ async def test_r4_reply_due_follows_working_hours_and_a_reply_clears_it(site: Si
     assert await awaiting(site, "p1") == []
 
 
-@pytest.mark.xfail(strict=True, reason=WALL_CLOCK_BUG)
 async def test_r4_friday_evening_message_is_due_monday_evening_then_overdue(site: Site) -> None:
     await put_hours(site, "p1", BERLIN)
     room = await site.room("c1", "p1")
@@ -143,7 +139,6 @@ async def test_r4_friday_evening_message_is_due_monday_evening_then_overdue(site
     assert await awaiting(site, "p1") == []
 
 
-@pytest.mark.xfail(strict=True, reason=WALL_CLOCK_BUG)
 async def test_r4_reply_due_across_the_dst_change(site: Site) -> None:
     """Berlin moves to summer time on Sunday 29 March 2026: 17:00 local is 15:00 UTC after."""
     await put_hours(site, "p1", BERLIN)
