@@ -127,7 +127,7 @@ class Connection:
         """Wait until the outgoing queue is at most half full (backlog streaming)."""
         await self._space.wait()
 
-    def close(self, code: int, reason: str, *, drain: bool = True) -> None:
+    def close(self, code: int, reason: str, drain: bool = True) -> None:
         """Close after sending what is queued (`drain`) or at once.
 
         Closing at once cancels a writer stuck on a client that does not read, then sends
@@ -256,16 +256,18 @@ class Connection:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
                 self._writer_task = tasks.create_task(self._writer())
-                tasks.create_task(self._token_expiry())
-                await self._reader()
+                # The token's expiry is a timer, not a task: cheaper for idle connections.
+                expiry = asyncio.get_running_loop().call_later(
+                    max(0.0, self.identity.expires_at - time.time()), self.close,
+                    CLOSE_UNAUTHENTICATED, "token expired", False)
+                try:
+                    await self._reader()
+                finally:
+                    expiry.cancel()
         except* _Done:
             pass
         finally:
             self._tasks = None
-
-    async def _token_expiry(self) -> None:
-        await asyncio.sleep(max(0.0, self.identity.expires_at - time.time()))
-        self.close(CLOSE_UNAUTHENTICATED, "token expired", drain=False)
 
     async def _reader(self) -> None:
         receive = self.ws.receive

@@ -154,11 +154,11 @@ class Requests:
         appended = await self.store.append(record.room, conn.user, cmid, kind, body, media,
                                            ms(self.sessions.clock()))
         message = appended.message
+        frame = self.message_frame(message)
         if not appended.dup:
-            await self.hub.publish_message(record.room, self.message_frame(message), conn.id)
+            await self.hub.publish_message(record.room, frame, conn.id)
         conn.send(_reply({"t": "ack", "room": record.room, "seq": message.seq,
-                          "cmid": message.cmid, "ts": codec.iso(message.ts_ms),
-                          "dup": appended.dup}, rid))
+                          "cmid": message.cmid, "ts": frame["ts"], "dup": appended.dup}, rid))
 
     async def history(self, conn: Connection, frame: Frame, rid: object) -> None:
         record = await self.member_room(conn, frame)
