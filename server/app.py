@@ -18,6 +18,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from media import live_page
 from server import codec
 from server.auth import TokenAuthority
 from server.billing import ChargeDelivery
@@ -138,6 +139,7 @@ def create_app(settings: Settings, node: Node | None = None) -> ConfideApp:
         Route("/v1/providers/{provider}/slots", guarded(sessions.slots), methods=["GET"]),
         Route("/v1/providers/{provider}/awaiting-reply", guarded(sessions.awaiting_reply),
               methods=["GET"]),
+        *live_page.routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node

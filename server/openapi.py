@@ -179,6 +179,7 @@ class Operation:
     public: bool = False  # no bearer token needed
     tag: str = "sessions"
     description: str = ""
+    content: str = "application/json"  # the answer's media type
 
 
 MEMBER = (401, 403, 404)
@@ -190,6 +191,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Health: 200 while the node serves", 200, "Health", public=True, tag="node"),
     ("GET", OPENAPI_PATH): Operation(
         "This description", 200, None, public=True, tag="node"),
+    ("GET", "/live/{session}"): Operation(
+        "The join page of a live session (reminder links point here)", 200, None,
+        errors=(404,), public=True, tag="live", content="text/html",
+        description="The page asks for the member's token; joining happens on /ws."),
+    ("GET", "/live/assets/{name}"): Operation(
+        "A static file of the join page", 200, None, errors=(404,), public=True, tag="live",
+        content="application/octet-stream"),
     ("GET", "/v1/stats"): Operation(
         "Node statistics (admin)", 200, "Stats", errors=ADMIN, tag="node"),
     ("POST", "/v1/tokens"): Operation(
@@ -329,7 +337,9 @@ def operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "application/json": {"schema": ref(op.body)}}}
     ok: dict[str, Any] = {"description": "OK" if op.ok == 200 else "Created"}
     if op.answer is not None:
-        ok["content"] = {"application/json": {"schema": ref(op.answer)}}
+        ok["content"] = {op.content: {"schema": ref(op.answer)}}
+    elif op.content != "application/json":
+        ok["content"] = {op.content: {"schema": {"type": "string"}}}
     else:
         ok["content"] = {"application/json": {"schema": {"type": "object"}}}
     responses: dict[str, Any] = {str(op.ok): ok}
