@@ -21,6 +21,7 @@
     phase: "connecting", // connecting, waiting, started, away, left, ended, closed, error
     user: null, modality: null, polite: null, resume: null,
     connectionState: "new", iceConnectionState: "new", signalingState: "stable",
+    iceGatheringState: "new", candidatesSent: 0, log: [],
     framesDecoded: 0, audioPacketsReceived: 0,
     localCandidateType: null, remoteCandidateType: null,
     joinedAt: null, startAt: null, connectedAt: null, starts: [], restarts: 0,
@@ -48,6 +49,7 @@
   let makingOffer = false;
   let ignoreOffer = false;
   let signals = Promise.resolve(); // incoming signals, handled one at a time, in order
+  const early = []; // signals that arrived before our first live.start
   let reconnects = 0;
   let timer = null;
 
@@ -88,8 +90,16 @@
     pcStart = state.starts.length;
     const conn = pc = new RTCPeerConnection(configuration());
     conn.onnegotiationneeded = async () => {
+      // The polite side leaves a new connection's first offer to the impolite side and
+      // answers it: a glare on the very first offer costs a rollback, and Chromium (156)
+      // then gathers no candidates for the answer. Later negotiations are symmetric.
+      if (state.polite && !conn.remoteDescription) {
+        state.log.push("negotiationneeded: left to the impolite side");
+        return;
+      }
       try {
         makingOffer = true;
+        state.log.push("negotiationneeded");
         await conn.setLocalDescription();
         const d = conn.localDescription;
         signal({ type: d.type, sdp: d.sdp });
@@ -100,13 +110,22 @@
       }
     };
     conn.onicecandidate = ({ candidate }) => {
+      if (conn !== pc) return;
+      state.candidatesSent += 1;
       signal({ type: "candidate", candidate: candidate ? candidate.toJSON() : null });
     };
     conn.ontrack = ({ track, streams }) => {
       const stream = streams[0] || new MediaStream([track]);
       if (remoteVideo.srcObject !== stream) remoteVideo.srcObject = stream;
     };
-    conn.onsignalingstatechange = () => { state.signalingState = conn.signalingState; };
+    conn.onsignalingstatechange = () => {
+      state.signalingState = conn.signalingState;
+      state.log.push(`signaling ${conn.signalingState}`);
+    };
+    conn.onicegatheringstatechange = () => {
+      state.iceGatheringState = conn.iceGatheringState;
+      state.log.push(`gathering ${conn.iceGatheringState}`);
+    };
     conn.oniceconnectionstatechange = () => { state.iceConnectionState = conn.iceConnectionState; };
     conn.onconnectionstatechange = () => {
       if (conn !== pc) return;
@@ -149,6 +168,11 @@
       newPeerConnection();
       if (state.resume) signal({ type: "restart" });
     }
+    for (const data of early.splice(0)) handleSignal(data);
+  }
+
+  function handleSignal(data) {
+    signals = signals.then(() => onSignal(data)).catch((e) => fail("signal", e));
   }
 
   async function onSignal(data) {
@@ -163,6 +187,7 @@
       const collision = data.type === "offer" &&
         (makingOffer || pc.signalingState !== "stable");
       ignoreOffer = !state.polite && collision;
+      state.log.push(`got ${data.type} collision=${collision} ignore=${ignoreOffer}`);
       if (ignoreOffer) return;
       await pc.setRemoteDescription({ type: data.type, sdp: data.sdp });
       if (data.type === "offer") {
@@ -187,7 +212,7 @@
   }
 
   function onFrame(frame) {
-    state.received.push(frame.t);
+    state.received.push(frame.t === "live.signal" && frame.data ? `${frame.t}:${frame.data.type}` : frame.t);
     switch (frame.t) {
       case "welcome":
         state.user = frame.user;
@@ -203,7 +228,8 @@
         onStart(frame);
         break;
       case "live.signal":
-        signals = signals.then(() => onSignal(frame.data)).catch((e) => fail("signal", e));
+        if (!pc && state.starts.length === 0) early.push(frame.data); // overtook our live.start
+        else handleSignal(frame.data);
         break;
       case "live.away":
         state.phase = "away";

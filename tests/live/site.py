@@ -213,7 +213,7 @@ def coturn(folder: Path) -> Iterator[Coturn]:
         f"--listening-port={port}", "--use-auth-secret", f"--static-auth-secret={secret}",
         "--realm=confide", "--no-cli", "--no-tls", "--no-dtls", f"--min-port={low}",
         f"--max-port={low + 200}", "--allow-loopback-peers", "--log-file=stdout",
-        "--simple-log", f"--pidfile={folder / 'turnserver.pid'}",
+        "--simple-log", "--verbose", f"--pidfile={folder / 'turnserver.pid'}",
         f"--userdb={folder / 'turndb'}", "--no-software-attribute",
     ]
     with log.open("wb") as out:
