@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from media import live_page
@@ -31,10 +33,11 @@ from server.errors import (
     CLOSE_RATE_LIMIT,
     CLOSE_UNAUTHENTICATED,
     ClientError,
+    NotFound,
     ProtocolViolation,
     Unauthorized,
 )
-from server.http import Api, guarded
+from server.http import Api, error_response, guarded
 from server.http_sessions import SessionApi
 from server.hub import Hub
 from server.jobs import DeadlineRunner
@@ -141,10 +144,24 @@ def create_app(settings: Settings, node: Node | None = None) -> ConfideApp:
               methods=["GET"]),
         *live_page.routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        404: http_error, 405: http_error})
     app.state.node = node
     openapi(app.routes)  # every route is described, or start-up fails here
     return ConfideApp(app, node)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in the error shape of every other call."""
+    status = getattr(exc, "status_code", 500)
+    if status == 405:
+        return error_response(MethodNotAllowed(f"{request.method} is not allowed on this path"))
+    return error_response(NotFound(f"no such path: {request.url.path[:100]}"))
+
+
+class MethodNotAllowed(ClientError):
+    code = "bad_request"
+    status = 405
 
 
 class ConfideApp:

@@ -1,0 +1,93 @@
+"""The fixed HTTP calls: errors in one shape, admin-only calls, and outside identity providers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from support.client import Client
+from support.nodes import RunningNode, node_in_process
+
+
+async def test_healthz_and_unknown_paths_answer_in_the_error_shape(node: RunningNode) -> None:
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        missing = await http.get("/v1/nothing-here")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        wrong = await http.delete("/v1/rooms")
+        assert wrong.status_code == 405 and "DELETE" in wrong.json()["error"]["message"]
+
+
+async def test_admin_calls_need_an_admin_token(node: RunningNode) -> None:
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        body = {"client": "c", "provider": "p", "plan": "self_pay", "service": "therapy"}
+        assert (await http.post("/v1/rooms", json=body)).status_code == 401
+        as_client = {"authorization": "Bearer " + node.token("c")}
+        r = await http.post("/v1/rooms", json=body, headers=as_client)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+        r = await http.post("/v1/tokens", json={"user": "x", "role": "client"},
+                            headers={"authorization": "Bearer garbage"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ("not json", "JSON"), ("[1, 2]", "object"),
+    ('{"client": "c", "provider": "c", "plan": "self_pay"}', "different"),
+    ('{"client": "c", "provider": "p", "plan": "gold"}', "plan"),
+    ('{"client": "c", "provider": "p", "plan": "eap", "service": "surgery"}', "service"),
+    ('{"client": "", "provider": "p", "plan": "eap"}', "user"),
+])
+async def test_bad_room_bodies_say_what_is_wrong(node: RunningNode, body: str,
+                                                 field: str) -> None:
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        r = await http.post("/v1/rooms", content=body, headers=node.admin)
+        assert r.status_code == 400, r.text
+        assert field in r.json()["error"]["message"]
+        big = await http.post("/v1/rooms", content="x" * 70_000, headers=node.admin)
+        assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
+
+
+async def test_tokens_issued_over_http_open_a_websocket(node: RunningNode) -> None:
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        r = await http.post("/v1/tokens", json={"user": "u9", "role": "provider", "ttl": 60},
+                            headers=node.admin)
+        assert r.status_code == 201
+        bad = await http.post("/v1/tokens", json={"user": "u9", "role": "root"},
+                              headers=node.admin)
+        assert bad.status_code == 400 and "role" in bad.json()["error"]["message"]
+    client = await Client.connect(node.url, r.json()["token"])
+    assert client.welcome["user"] == "u9" and client.welcome["role"] == "provider"
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "EdDSA"])
+async def test_tokens_of_an_outside_identity_provider_are_checked_with_its_public_key(
+        tmp_path: Path, algorithm: str) -> None:
+    private: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if algorithm == "RS256" else ed25519.Ed25519PrivateKey.generate())
+    pem = tmp_path / "idp.pem"
+    pem.write_bytes(private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    async with node_in_process(tmp_path / "d", jwt_algorithm=algorithm,
+                               jwt_public_key=str(pem)) as node:
+        now = int(time.time())
+        good = jwt.encode({"sub": "ana", "role": "client", "exp": now + 60}, private,
+                          algorithm=algorithm)
+        client = await Client.connect(node.url, good)
+        assert client.welcome["user"] == "ana"
+        forged = jwt.encode({"sub": "ana", "role": "admin", "exp": now + 60}, "x" * 32,
+                            algorithm="HS256")
+        intruder = await Client.connect(node.url, hello=False)
+        await intruder.send({"t": "hello", "token": forged})
+        assert (await intruder.closed())[0] == 4401
+        admin = jwt.encode({"sub": "ops", "role": "admin", "exp": now + 60}, private,
+                           algorithm=algorithm)
+        async with httpx.AsyncClient(base_url=node.url) as http:
+            r = await http.post("/v1/tokens", json={"user": "x", "role": "client"},
+                                headers={"authorization": f"Bearer {admin}"})
+            assert r.status_code == 403  # this node checks tokens, it issues none
