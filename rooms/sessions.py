@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from rooms.room import Party, Side
 from rooms.settings import Modality
@@ -27,24 +27,13 @@ LiveState = Literal[
     "lapsed",
     "no-show",
 ]
-LIVE_STATES: tuple[LiveState, ...] = (
-    "booked",
-    "confirmed",
-    "reminded",
-    "waiting",
-    "started",
-    "ended",
-    "cancelled",
-    "late-cancelled",
-    "lapsed",
-    "no-show",
-)
+LIVE_STATES: tuple[LiveState, ...] = get_args(LiveState)
 LIVE_FINAL_STATES: frozenset[LiveState] = frozenset(
     {"ended", "cancelled", "late-cancelled", "lapsed", "no-show"}
 )
 
 MessagingState = Literal["booked", "started", "ended", "cancelled"]
-MESSAGING_STATES: tuple[MessagingState, ...] = ("booked", "started", "ended", "cancelled")
+MESSAGING_STATES: tuple[MessagingState, ...] = get_args(MessagingState)
 MESSAGING_FINAL_STATES: frozenset[MessagingState] = frozenset({"ended", "cancelled"})
 
 
