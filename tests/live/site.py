@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import secrets
 import shutil
@@ -24,12 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from support.client import MS, Client
-from support.nodes import FakeClock, RunningNode, settings_for
-
-from media.live_page import routes
-from server.app import build_node, create_app
+from support.nodes import FakeClock, RunningNode, node_in_process
 
 NODE_SETTINGS: dict[str, Any] = {
     "rate_limit_per_s": 100_000,
@@ -64,29 +59,9 @@ def first_start(now: datetime) -> datetime:
 @contextlib.asynccontextmanager
 async def live_node(data: Path, clock: FakeClock, **overrides: Any
                     ) -> AsyncIterator[RunningNode]:
-    """A node in this event loop on a free port, with the join page's routes added."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    settings = dataclasses.replace(settings_for(data, **{**NODE_SETTINGS, **overrides}),
-                                   port=port)
-    node = build_node(settings, clock=clock)
-    app = create_app(settings, node)
-    app.router.routes.extend(routes())
-    config = uvicorn.Config(app, ws="websockets-sansio", lifespan="on", log_level="warning",
-                            ws_per_message_deflate=False, timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield RunningNode(f"http://127.0.0.1:{port}", settings, node=node)
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    """A node in this event loop on a free port (it serves the join page itself)."""
+    async with node_in_process(data, clock, **{**NODE_SETTINGS, **overrides}) as node:
+        yield node
 
 
 @dataclass(frozen=True)
