@@ -194,7 +194,7 @@ class Connection:
             return
         sub.catching_up = True
         sub.seen = seq
-        self.spawn(self._catch_up(sub, announce=False))
+        self.spawn(self.catch_up(sub))
 
     def own_message(self, room: RoomId, seq: int) -> None:
         """This connection stored `seq` itself: it knows it from the ack; keep order."""
@@ -208,9 +208,9 @@ class Connection:
         elif seq > sub.last:  # something before it is missing: fetch it (and this one)
             sub.catching_up = True
             sub.seen = seq
-            self.spawn(self._catch_up(sub, announce=False))
+            self.spawn(self.catch_up(sub))
 
-    async def _catch_up(self, sub: Subscription, announce: bool) -> None:
+    async def catch_up(self, sub: Subscription) -> None:
         """Stream stored messages after `sub.last` until every seq seen live is passed on."""
         store = self.requests.store
         # A page fits in the room left above the half-full mark, with a margin for live frames.
@@ -227,9 +227,6 @@ class Connection:
             if len(msgs) < page and sub.seen <= sub.last:
                 sub.catching_up = False
                 break
-        if announce and self.subs.get(sub.room) is sub:
-            self.send({"t": "subbed", "room": sub.room, "head": sub.last,
-                       **await self.requests.room_extras(sub.room, self.user)})
 
     def spawn(self, coro: Any, *, force: bool = False) -> None:
         """Run `coro` as part of this connection (owned by its TaskGroup)."""

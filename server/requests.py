@@ -112,16 +112,26 @@ class Requests:
         conn.subs[room] = sub
         await self.hub.follow(room, conn)
         if since is None:
-            since = await self.store.head(room)
-        sub.last = since
-        conn.spawn(self._stream_backlog(conn, sub, rid))
+            # No backlog: from the head on. Following began before the head was read, so
+            # any later message is noted in `sub.seen` and read only if one came.
+            sub.last = await self.store.head(room)
+            await self._finish_sub(conn, sub, rid, backlog=False)
+        else:
+            sub.last = since
+            conn.spawn(self._finish_sub(conn, sub, rid, backlog=True))
 
-    async def _stream_backlog(self, conn: Connection, sub: Subscription, rid: object) -> None:
-        await conn._catch_up(sub, announce=False)
+    async def _finish_sub(self, conn: Connection, sub: Subscription, rid: object,
+                          backlog: bool) -> None:
+        """Stream the backlog, then `subbed`: no live message of the room goes before it."""
+        reply: Frame = {"t": "subbed", "room": sub.room,
+                        **await self.room_extras(sub.room, conn.user)}
+        if backlog or sub.seen > sub.last:
+            await conn.catch_up(sub)  # live messages meanwhile are only noted
+        else:
+            sub.catching_up = False
         if conn.subs.get(sub.room) is not sub:
             return
-        reply: Frame = {"t": "subbed", "room": sub.room, "head": sub.last,
-                        **await self.room_extras(sub.room, conn.user)}
+        reply["head"] = sub.last
         if rid is not None:
             reply["re"] = rid
         conn.send(reply)
@@ -182,9 +192,11 @@ class Requests:
         record = await self.member_room(conn, frame)
         seq = codec.int_field(frame, "seq", minimum=0)
         assert seq is not None
-        head = await self.store.head(record.room)
-        if seq > head:
-            raise BadRequest(f"`seq` {seq} is past the room's head {head}")
+        sub = conn.subs.get(record.room)
+        if sub is None or seq > sub.last:  # what was delivered here needs no look-up
+            head = await self.store.head(record.room)
+            if seq > head:
+                raise BadRequest(f"`seq` {seq} is past the room's head {head}")
         stored = await self.store.set_read(record.room, conn.user, seq)
         out: Frame = {"t": "read", "room": record.room, "user": conn.user, "seq": stored}
         await self.hub.relay(record.room, out, skip_conn=conn.id)
