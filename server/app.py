@@ -12,6 +12,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from media import live_page
+from rooms.settings import Settings as RuleSettings
 from server import codec
 from server.auth import TokenAuthority
 from server.billing import ChargeDelivery
@@ -76,11 +78,13 @@ def build_node(settings: Settings, *, store: Store | None = None,
                             group_commit_max=settings.group_commit_max)
     broker = broker or MemoryBroker()
     hub = Hub(settings, store, broker)
-    sessions = Sessions(store, hub, clock=clock, public_url=settings.base_url())
+    rules = RuleSettings(join_opens=timedelta(minutes=settings.join_opens_min))
+    sessions = Sessions(store, hub, clock=clock, rules=rules, public_url=settings.base_url())
     deadlines = DeadlineRunner(store, sessions, poll_s=settings.deadline_poll_s)
     sessions.on_jobs = deadlines.wake
     requests = Requests(settings, store, hub, sessions)
     live = requests.live = LiveSessions(settings, hub, sessions)
+    sessions.on_session = live.session_changed
     api = Api(authority, store, hub, sessions)
     return Node(settings, authority, store, broker, hub, sessions, deadlines, live, requests,
                 api)

@@ -140,6 +140,10 @@ def load(overrides: Mapping[str, object] | None = None,
     if settings.jwt_algorithm != "HS256" and not settings.jwt_public_key:
         raise ConfigError(f"jwt_algorithm: {settings.jwt_algorithm} needs jwt_public_key "
                           "(a PEM file)")
+    for name, schemes in (("stun_urls", ("stun:", "stuns:")), ("turn_urls", ("turn:", "turns:"))):
+        for url in filter(None, (u.strip() for u in getattr(settings, name).split(","))):
+            if not url.startswith(schemes):
+                raise ConfigError(f"{name}: {url[:60]!r} must start with {' or '.join(schemes)}")
     if settings.turn_ttl_s > 300:
         raise ConfigError("turn_ttl_s: TURN credentials live at most 300 seconds")
     if settings.join_opens_min < 0:

@@ -87,7 +87,7 @@ class LiveSessions:
         if view["kind"] != "live":
             raise NotFound(f"no live session {session}")
         if conn.user not in (view["client"], view["provider"]):
-            raise Forbidden("only the session's client and provider may join it (R1)")
+            raise Forbidden("only the session's client and provider may join it", rule="R1")
         if view["state"] not in LIVE_STATES_CONFIRMED:
             if view["state"] == "booked":
                 raise RuleError("R8", "the session is not confirmed: it cannot start")
@@ -138,6 +138,23 @@ class LiveSessions:
             await self.sessions.live_step(session, lifecycle.Leave(), conn.user)
         if rid is not None:
             conn.send({"t": "live.left", "re": rid, "session": session, "user": conn.user})
+
+    async def session_changed(self, view: dict[str, Any]) -> None:
+        """The room's rules moved a session: a cancelled, lapsed, missed or moved session
+        ends its open gate (`live.ended` with the reason) so nobody waits in it."""
+        live = self.gates.get(SessionId(view["session"]))
+        if live is None or view.get("kind") != "live":
+            return
+        reason: Any = None
+        if view["state"] in ("cancelled", "late-cancelled", "lapsed"):
+            reason = "cancelled"
+        elif view["state"] == "no-show":
+            reason = "no_show"
+        elif datetime.fromisoformat(view["start"]) != live.gate.start:
+            reason = "rescheduled"
+        if reason is not None:
+            with contextlib.suppress(Conflict):
+                await self._send(live, live.gate.close(self.sessions.clock(), reason))
 
     async def dropped(self, conn: Connection) -> None:
         """A connection that had joined sessions closed: each side is away for the grace."""

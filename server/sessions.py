@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,6 +125,7 @@ class Sessions:
         self.rules = rules
         self.public_url = public_url.rstrip("/")
         self.on_jobs: Callable[[], None] = lambda: None
+        self.on_session: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.on_charges: Callable[[], None] = lambda: None
 
     # -- reading inside a transaction -------------------------------------------------------
@@ -224,6 +225,8 @@ class Sessions:
         if out.session is not None:
             await self.hub.relay(out.room, {"t": "session", "room": out.room,
                                             "session": out.session})
+            if self.on_session is not None:
+                await self.on_session(out.session)
         for message in out.messages:
             await self.hub.publish_message(out.room, message_frame(message))
         if out.jobs:

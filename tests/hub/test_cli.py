@@ -23,6 +23,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     (("--turn-ttl-s", "3600"), {}, "turn_ttl_s"),
     (("--billing-webhook-url", "http://127.0.0.1:9/x"), {}, "billing_webhook_secret"),
     (("--redis", "redis://127.0.0.1:6379"), {}, "--redis"),
+    (("--stun-urls", "http://127.0.0.1:3478"), {}, "stun_urls"),
 ])
 def test_serve_refuses_bad_configuration_naming_it(tmp_path: Path, args: tuple[str, ...],
                                                    env: dict[str, str], named: str) -> None:
