@@ -230,9 +230,10 @@ async def serve_websocket(node: Node, ws: Socket) -> None:
     if hub.device_count(identity.user) >= settings.max_connections_per_user:
         await ws.close(CLOSE_RATE_LIMIT, "too many connections for this user")
         return
-    rooms = await node.store.rooms_of(identity.user)
+    found = await node.store.rooms_with_heads(identity.user)
+    rooms = [record for record, _ in found]
     hub.remember(rooms)
-    heads = await node.store.heads([r.room for r in rooms])
+    heads = {record.room: head for record, head in found}
     conn = Connection(ws, encoding, identity, node.requests)
     conn.rooms = {r.room: r for r in rooms}
     welcome: dict[str, Any] = {

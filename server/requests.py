@@ -16,7 +16,7 @@ from server.config import Settings
 from server.connection import Connection, Subscription
 from server.errors import BadRequest, Forbidden, NotFound, TooLarge
 from server.hub import Hub
-from server.ids import MessageKind, RoomId
+from server.ids import MessageKind, RoomId, UserId
 from server.sessions import Sessions, message_frame, ms
 from server.store import RoomRecord, Store, StoredMessage
 
@@ -82,10 +82,10 @@ class Requests:
     def message_frame(self, message: StoredMessage) -> Frame:
         return message_frame(message)
 
-    async def room_extras(self, room: RoomId, user: str) -> Frame:
-        record = await self.hub.room(room)
+    def room_extras(self, record: RoomRecord, user: str,
+                    reads: dict[UserId, int]) -> Frame:
         other = record.other(user)
-        return {"reads": await self.store.reads(room), "online": {other: self.hub.is_online(other)}}
+        return {"reads": reads, "online": {other: self.hub.is_online(other)}}
 
     async def drop_subscription(self, conn: Connection, room: RoomId) -> None:
         if conn.subs.pop(room, None) is not None:
@@ -101,30 +101,28 @@ class Requests:
         record = await self.member_room(conn, frame)
         since = codec.int_field(frame, "since", required=False)
         room = record.room
-        if since is not None:
-            head = await self.store.head(room)
-            if since > head:  # a `since` from the future would hide messages up to it
-                raise BadRequest(f"`since` {since} is past the room's head {head}")
         if room not in conn.subs and len(conn.subs) >= self.settings.max_subscriptions:
             raise TooLarge(f"at most {self.settings.max_subscriptions} subscriptions")
         await self.drop_subscription(conn, room)
         sub = Subscription(room, last=0)
         conn.subs[room] = sub
         await self.hub.follow(room, conn)
-        if since is None:
-            # No backlog: from the head on. Following began before the head was read, so
-            # any later message is noted in `sub.seen` and read only if one came.
-            sub.last = await self.store.head(room)
-            await self._finish_sub(conn, sub, rid, backlog=False)
+        # Read after following: any message stored later is seen live (noted in `sub.seen`).
+        head, reads = await self.store.head_and_reads(room)
+        if since is not None and since > head:  # a `since` from the future hides messages
+            await self.drop_subscription(conn, room)
+            raise BadRequest(f"`since` {since} is past the room's head {head}")
+        reply: Frame = {"t": "subbed", "room": room, **self.room_extras(record, conn.user, reads)}
+        if since is None:  # no backlog: from the head on
+            sub.last = head
+            await self._finish_sub(conn, sub, rid, reply, backlog=False)
         else:
             sub.last = since
-            conn.spawn(self._finish_sub(conn, sub, rid, backlog=True))
+            conn.spawn(self._finish_sub(conn, sub, rid, reply, backlog=True))
 
     async def _finish_sub(self, conn: Connection, sub: Subscription, rid: object,
-                          backlog: bool) -> None:
+                          reply: Frame, backlog: bool) -> None:
         """Stream the backlog, then `subbed`: no live message of the room goes before it."""
-        reply: Frame = {"t": "subbed", "room": sub.room,
-                        **await self.room_extras(sub.room, conn.user)}
         if backlog or sub.seen > sub.last:
             await conn.catch_up(sub)  # live messages meanwhile are only noted
         else:

@@ -219,3 +219,9 @@ class Store(SessionStore, Protocol):
         """Raise `user`'s read mark to `seq`; the stored mark after the call."""
 
     async def reads(self, room: RoomId) -> dict[UserId, int]: ...
+
+    async def head_and_reads(self, room: RoomId) -> tuple[int, dict[UserId, int]]:
+        """`head` and `reads` of a room, read together (one round trip)."""
+
+    async def rooms_with_heads(self, user: UserId) -> list[tuple[RoomRecord, int]]:
+        """`rooms_of` with each room's `head`, read together (one round trip)."""

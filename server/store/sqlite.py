@@ -422,6 +422,25 @@ class SQLiteStore(_SessionMethods):
 
         return await self._read(fn) if rooms else {}
 
+    async def head_and_reads(self, room: RoomId) -> tuple[int, dict[UserId, int]]:
+        def fn(c: sqlite3.Connection) -> tuple[int, dict[UserId, int]]:
+            head = c.execute("SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone()
+            reads = c.execute("SELECT user, seq FROM reads WHERE room = ?", (room,)).fetchall()
+            return int(head[0] or 0), {UserId(u): s for u, s in reads}
+
+        return await self._read(fn)
+
+    async def rooms_with_heads(self, user: UserId) -> list[tuple[RoomRecord, int]]:
+        def fn(c: sqlite3.Connection) -> list[tuple[RoomRecord, int]]:
+            rows = c.execute(
+                "SELECT room, client, provider, plan, service, messaging, created_ms FROM rooms"
+                " WHERE client = ? OR provider = ? ORDER BY created_ms, room",
+                (user, user)).fetchall()
+            return [(_room(r), int(c.execute("SELECT MAX(seq) FROM messages WHERE room = ?",
+                                             (r[0],)).fetchone()[0] or 0)) for r in rows]
+
+        return await self._read(fn)
+
     async def set_read(self, room: RoomId, user: UserId, seq: int) -> int:
         def op(conn: sqlite3.Connection, _: _WriterState) -> int:
             conn.execute(

@@ -445,6 +445,19 @@ async def test_heads_gives_each_rooms_head_in_one_call(store: Store, ten: RoomId
     assert await store.heads([]) == {}
 
 
+async def test_head_and_reads_and_rooms_with_heads_agree_with_the_single_reads(
+        store: Store, ten: RoomId) -> None:
+    empty = await new_room(store, "r-empty")
+    record = await store.get_room(ten)
+    assert record is not None
+    await store.set_read(ten, record.provider, 7)
+    assert await store.head_and_reads(ten) == (10, {record.provider: 7})
+    assert await store.head_and_reads(empty) == (0, {})
+    listed = await store.rooms_with_heads(record.client)
+    assert listed == [(r, await store.head(r.room)) for r in await store.rooms_of(record.client)]
+    assert (record, 10) in listed
+
+
 # -- rooms ------------------------------------------------------------------------------
 
 
