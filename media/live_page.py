@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -33,7 +34,10 @@ HEADERS = {
 
 
 async def live_page(request: Request) -> Response:
-    """The join page of one session; the session id in the path is read by the script."""
+    """The join page of one session; the session id in the path is read by the script.
+
+    The page is the same for every id and holds nothing: whether the session exists,
+    and whether the person may join it, is answered on `/ws` after `hello`."""
     html = (STATIC / "live.html").read_text("utf-8")
     return Response(html, media_type="text/html; charset=utf-8", headers=HEADERS)
 
@@ -42,7 +46,7 @@ async def live_asset(request: Request) -> Response:
     name = request.path_params["name"]
     kind = ASSETS.get(name)
     if kind is None:
-        return Response("not found", status_code=404, media_type="text/plain")
+        raise HTTPException(404)  # answered in the node's JSON error shape
     return Response((STATIC / name).read_text("utf-8"), media_type=kind,
                     headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 

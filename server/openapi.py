@@ -193,7 +193,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "This description", 200, None, public=True, tag="node"),
     ("GET", "/live/{session}"): Operation(
         "The join page of a live session (reminder links point here)", 200, None,
-        errors=(404,), public=True, tag="live", content="text/html",
+        public=True, tag="live", content="text/html",
         description="The page asks for the member's token; joining happens on /ws."),
     ("GET", "/live/assets/{name}"): Operation(
         "A static file of the join page", 200, None, errors=(404,), public=True, tag="live",

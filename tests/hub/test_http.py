@@ -91,3 +91,15 @@ async def test_tokens_of_an_outside_identity_provider_are_checked_with_its_publi
             r = await http.post("/v1/tokens", json={"user": "x", "role": "client"},
                                 headers={"authorization": f"Bearer {admin}"})
             assert r.status_code == 403  # this node checks tokens, it issues none
+
+
+async def test_join_page_is_served_and_unknown_assets_answer_in_the_error_shape(
+        node: RunningNode) -> None:
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        page = await http.get("/live/s_any")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        script = await http.get("/live/assets/live.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        missing = await http.get("/live/assets/nothing.js")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
