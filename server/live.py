@@ -221,6 +221,7 @@ class LiveSessions:
     async def _record_end(self, session: SessionId, live: _Live) -> None:
         attendance = live.gate.attendance()
         log.info("live session %s ended: %s", session, attendance.end_reason)
+        await self.sessions.record_attendance(session, attendance)
         if attendance.started_at is not None:
             try:
                 await self.sessions.live_step(session, lifecycle.End(), live.gate.provider)

@@ -101,7 +101,11 @@ SCHEMAS: dict[str, Schema] = {
         provider=USER, by={"enum": ["client", "provider", "system"]}, at=NULL_TIME,
         confirm_by=TIME, confirmed_at=NULL_TIME,
         joined=array({"enum": ["client", "provider"]}),
-        absent=array({"enum": ["client", "provider"]}), reschedules=INT),
+        absent=array({"enum": ["client", "provider"]}), reschedules=INT,
+        attendance=obj(["starts", "intervals"], starts=array(TIME),
+                       intervals=array(obj(["user", "joined_at"], user=USER, joined_at=TIME,
+                                           left_at=NULL_TIME)),
+                       ended_at=NULL_TIME, end_reason={"type": ["string", "null"]})),
     "MessagingSession": obj(
         ["session", "kind", "room", "state", "client", "provider", "length_s"],
         session=STR, kind={"const": "messaging"}, room=STR,

@@ -488,9 +488,24 @@ class Sessions:
             if doc is None:
                 raise NotFound(f"no session {session_id}")
             cls = LiveSession if doc.kind == "live" else MessagingSession
-            return session_json(loads(cls, doc.body))  # type: ignore[arg-type]
+            found = session_json(loads(cls, doc.body))  # type: ignore[arg-type]
+            attended = tx.get_doc("attendance", session_id)
+            if attended is not None:
+                found["attendance"] = json.loads(attended.body)
+            return found
 
         return await self.store.view(fn)
+
+    async def record_attendance(self, session_id: str, attendance: Any) -> None:
+        """Keep who was present when in a live session, its starts and its end (history)."""
+        def fn(tx: Tx) -> None:
+            doc = tx.get_doc("live", session_id)
+            if doc is None:
+                return
+            tx.put_doc(Doc("attendance", session_id, doc.room, doc.owner,
+                           str(attendance.end_reason or "open"), True, dumps(attendance)))
+
+        await self.store.transact(fn)
 
     async def room_sessions(self, room: RoomId) -> list[dict[str, Any]]:
         def fn(tx: Tx) -> list[dict[str, Any]]:

@@ -117,6 +117,12 @@ async def test_r12_r14_r15_r11_self_pay_month_ledger_to_the_cent(
     assert ended["reason"] == "provider_left"
     await room.to(at(5, 15, 51))
     assert await room.state(s1) == "ended"
+    record = (await room.http.get(f"/v1/sessions/{s1}", headers=room.client_h)).json()
+    attendance = record["attendance"]  # start, end and who was present, for the history
+    assert attendance["starts"] == [at(5, 14, 55).isoformat()]
+    assert attendance["ended_at"] == at(5, 15, 45).isoformat()
+    assert attendance["end_reason"] == "provider_left"
+    assert {i["user"] for i in attendance["intervals"]} == {"ana", "dr-li"}
 
     # 2. A late cancellation by the client: credit forfeited, full cost charged (R14).
     s2 = (await room.book(at(10, 15)))["session"]
