@@ -39,7 +39,6 @@ from signaling.payload import check_signal_data
 from signaling.turn import IceSettings, ice_servers
 
 log = logging.getLogger("confide.live")
-LIVE_STATES_CONFIRMED = ("confirmed", "reminded", "waiting", "started")
 
 
 @dataclass
@@ -88,15 +87,13 @@ class LiveSessions:
             raise NotFound(f"no live session {session}")
         if conn.user not in (view["client"], view["provider"]):
             raise Forbidden("only the session's client and provider may join it", rule="R1")
-        if view["state"] not in LIVE_STATES_CONFIRMED:
-            if view["state"] == "booked":
-                raise RuleError("R8", "the session is not confirmed: it cannot start")
-            raise Conflict(f"the session is {view['state']}")
+        # The lifecycle decides first (confirmed only, R8; inside the join window, R10) and
+        # records the join (R15); only then does the session get a gate on this node.
+        await self.sessions.live_step(session, lifecycle.Join(), conn.user)
         live = self.gates.get(session)
         if live is None:
             live = self.gates[session] = _Live(self._gate(view), view["modality"],
                                                await self._service(view))
-        await self.sessions.live_step(session, lifecycle.Join(), conn.user)  # R8, R10, R15
         previous = live.conns.get(conn.user)
         now = self.sessions.clock()
         if previous is not None and previous != conn.id:
