@@ -70,6 +70,10 @@ _serial = itertools.count(1)
 class Connection:
     """A client's connection after `hello`: its subscriptions and its outgoing queue."""
 
+    __slots__ = ("_clock", "_close", "_limit", "_out", "_space", "_tasks", "_wake",
+                 "_writer_task", "bucket", "encoding", "id", "identity", "live_sessions",
+                 "requests", "role", "rooms", "subs", "user", "ws")
+
     def __init__(self, ws: Socket, encoding: Encoding, identity: Identity,
                  requests: Requests) -> None:
         self.ws = ws

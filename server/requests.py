@@ -198,7 +198,8 @@ class Requests:
         stored = await self.store.set_read(record.room, conn.user, seq)
         out: Frame = {"t": "read", "room": record.room, "user": conn.user, "seq": stored}
         await self.hub.relay(record.room, out, skip_conn=conn.id)
-        conn.send(_reply(out, rid))
+        if rid is not None:  # the reader's own devices got the relay; this one asked
+            conn.send(_reply(out, rid))
 
     async def ping(self, conn: Connection, frame: Frame, rid: object) -> None:
         n = frame.get("n")
