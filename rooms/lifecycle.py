@@ -121,6 +121,7 @@ Guard = Literal[
     "before_start",
     "join_open",
     "both_in_after_start",
+    "both_in",
     "outside_late_window",
     "inside_late_window",
     "grace_passed",
@@ -193,6 +194,7 @@ LIVE_TRANSITIONS: tuple[T, ...] = (
     T("waiting", "join", "waiting", MEMBERS, "R10"),
     T("waiting", "leave", "waiting", MEMBERS, "R10"),
     T("waiting", "begin", "started", CLOCK, "R10", "both_in_after_start"),
+    T("waiting", "end", "ended", MEMBERS, "R10", "both_in"),
     T("started", "join", "started", MEMBERS, "R10"),
     T("started", "leave", "started", MEMBERS, "R10"),
     T("started", "end", "ended", MEMBERS, "R10"),
@@ -307,6 +309,8 @@ def _guard_holds(
         case "both_in_after_start":
             joined = session.joined | {_side(party)} if isinstance(event, Join) else session.joined
             return joined == set(SIDES) and now >= session.start
+        case "both_in":
+            return session.joined == set(SIDES)
         case "outside_late_window":
             return now < session.start - settings.late_window
         case "inside_late_window":
@@ -398,7 +402,8 @@ def _effects(
             absent = outcome.absent
             notices.append("no_show")
         case End():
-            pass
+            if session.state == "waiting":  # held early, both in, over before its start
+                entries.append(ledger.settle(session.id, "consume", now, "R10"))
         case _:
             assert_never(event)
 

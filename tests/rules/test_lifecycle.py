@@ -140,6 +140,23 @@ def test_r10_both_in_early_start_at_the_start_and_use_the_credit(scenario: Scena
     assert scenario.charges == [] and scenario.jobs == set()
 
 
+def test_r10_a_session_held_early_and_ended_before_its_start_is_attended(
+        scenario: Scenario) -> None:
+    scenario.confirmed(START)
+    scenario.do(Join(), START - 8 * MIN, CLIENT)
+    scenario.do(Join(), START - 7 * MIN, PROVIDER)  # media may flow: both are in
+    session = scenario.do(End(), START - MIN, PROVIDER)
+    assert session.state == "ended"
+    assert scenario.ledger.entries[-1].kind == "consume"  # attended: the credit is used
+    assert scenario.charges == [] and scenario.jobs == set()  # no begin, no no-show check
+
+
+def test_r10_only_both_in_can_end_a_waiting_session(scenario: Scenario) -> None:
+    scenario.confirmed(START)
+    scenario.do(Join(), START - 8 * MIN, CLIENT)
+    assert refused(scenario, End(), START - 7 * MIN, CLIENT) == "R10"
+
+
 def test_r10_second_join_after_start_starts_at_once(scenario: Scenario) -> None:
     scenario.confirmed(START)
     scenario.do(Join(), START - MIN, PROVIDER)

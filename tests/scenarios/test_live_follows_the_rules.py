@@ -62,3 +62,20 @@ async def test_r1_a_stranger_cannot_join_and_is_told_which_rule(
     stranger = await Client.connect(node.url, node.token("mallory"))
     refused = await stranger.request({"t": "live.join", "session": session})
     assert refused["code"] == "forbidden" and refused["rule"] == "R1"
+
+
+async def test_r15_a_session_held_early_and_ended_before_its_start_is_not_a_no_show(
+        booked: tuple[RunningNode, str, Client, Client]) -> None:
+    node, session, ana, li = booked  # both joined five minutes early: media flows
+    left = await li.request({"t": "live.leave", "session": session})
+    assert left["t"] == "live.left"
+    assert (await ana.next_type("live.ended", session=session))["reason"] == "provider_left"
+    await node.tick(timedelta(minutes=20))  # past the start and the no-show grace
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        record = (await http.get(f"/v1/sessions/{session}", headers={
+            "authorization": "Bearer " + node.token("ana")})).json()
+        credits = (await http.get(f"/v1/rooms/{record['room']}/credits", headers={
+            "authorization": "Bearer " + node.token("ana")})).json()
+    assert record["state"] == "ended" and record["absent"] == []
+    assert [e["kind"] for e in credits["entries"]][-1] == "consume"
+    assert credits["charges"] == []
