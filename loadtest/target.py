@@ -219,7 +219,10 @@ async def provision_live(url: str, admin_token: str, rooms: Sequence[Provisioned
     live sessions (or its rules refuse an immediate one).
     """
     base = http_url(url)
-    start = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+    # Bookings start on a five-minute mark; the next one at least a minute away is
+    # always inside the join window (which opens ten minutes before the start).
+    soon = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = (soon + timedelta(minutes=(-soon.minute) % 5)).isoformat()
     sessions = []
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         for p in rooms:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,6 @@ def relay() -> Iterator[Node]:
 
 @pytest.fixture(scope="module")
 def confide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    if not (Path(__file__).parents[2] / "server" / "cli.py").exists():
-        pytest.skip("the Confide server is not there yet")
     log = tmp_path_factory.mktemp("confide") / "server.log"
     try:
         with spawn_confide(rate_limit=100_000, extra_args=("--log-level", "warning"),
