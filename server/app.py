@@ -204,7 +204,8 @@ async def serve_websocket(node: Node, ws: Socket) -> None:
     await ws.accept(subprotocol=chosen)
     encoding = SUBPROTOCOLS[chosen]
     try:
-        message = await asyncio.wait_for(ws.receive(), settings.hello_timeout_s)
+        async with asyncio.timeout(settings.hello_timeout_s):
+            message = await ws.receive()
     except TimeoutError:
         await ws.close(CLOSE_UNAUTHENTICATED, "no hello in time")
         return

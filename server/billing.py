@@ -171,7 +171,10 @@ class ChargeDelivery:
                 continue
             self._idle.set()
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # arrives as the wait completes, and the owner would wait for ever.
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             finally:

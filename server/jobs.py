@@ -11,6 +11,7 @@ scheduled by other nodes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from server.sessions import Sessions, ms
@@ -65,7 +66,8 @@ class DeadlineRunner:
             if self._failing:
                 delay = max(delay, 1.0)  # a failing job is retried, not spun on
             if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # arrives as the wait completes, and the lifespan would wait for ever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
