@@ -100,14 +100,13 @@ def _serve(overrides: dict[str, object]) -> int:
     gc.set_threshold(50_000, 50, 100)
     print(f"confide listening on http://{settings.host}:{port} (data {settings.data})",
           flush=True)
-    asyncio.run(server.serve(sockets=[sock])) if not _has("uvloop") else _run_uvloop(server, sock)
+    if _has("uvloop"):
+        import uvloop
+
+        uvloop.run(server.serve(sockets=[sock]))
+    else:
+        asyncio.run(server.serve(sockets=[sock]))
     return 0
-
-
-def _run_uvloop(server: object, sock: socket.socket) -> None:
-    import uvloop
-
-    uvloop.run(server.serve(sockets=[sock]))  # type: ignore[attr-defined]
 
 
 def _has(module: str) -> bool:
