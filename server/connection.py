@@ -43,6 +43,7 @@ from server.errors import (
 )
 from server.ids import RoomId, UserId
 from server.ratelimit import TokenBucket
+from server.sessions import message_frame
 from server.store import RoomRecord
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ class Connection:
             for message in msgs:
                 if message.seq == sub.last + 1:
                     sub.last = message.seq
-                    self.push(codec.encode(self.requests.message_frame(message), self.encoding))
+                    self.push(codec.encode(message_frame(message), self.encoding))
             if len(msgs) < page and sub.seen <= sub.last:
                 sub.catching_up = False
                 break

@@ -6,6 +6,7 @@ the one exception tree. Bodies are read with a size limit and checked field by f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -160,7 +161,7 @@ class Api:
 
     async def stats(self, request: Request) -> Response:
         self.admin(request)
-        return JSONResponse(self.hub.statistics())
+        return JSONResponse(dataclasses.asdict(self.hub.statistics()))
 
 
 def room_json(record: RoomRecord) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgpack
 
@@ -173,8 +174,9 @@ class Hub:
         except (ValueError, TypeError, msgpack.UnpackException):
             log.error("dropped an undecodable broker event on %s", chan)
             return
-        if kind == EV_DIRECT:
-            for conn in tuple(self._devices.get(room, ())):  # `room` holds the user here
+        if kind == EV_DIRECT:  # addressed to a user (in the room slot) and one connection
+            user: UserId = room
+            for conn in tuple(self._devices.get(user, ())):
                 if conn.id == skip_conn:
                     conn.send(frame)
             return
@@ -200,12 +202,19 @@ class Hub:
                     conn.deliver(out)
         self.delivered += len(followers)
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "connections": len(self.connections),
-            "users_online": len(self._devices),
-            "rooms_followed": len(self._followers),
-            "delivered": self.delivered,
-            "uptime_s": round(time.monotonic() - self.started, 1),
-        }
+    def statistics(self) -> HubStatistics:
+        return HubStatistics(self.node, len(self.connections), len(self._devices),
+                             len(self._followers), self.delivered,
+                             round(time.monotonic() - self.started, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class HubStatistics:
+    """A snapshot of one node's hub: counts only, never content."""
+
+    node: str
+    connections: int
+    users_online: int
+    rooms_followed: int
+    delivered: int
+    uptime_s: float

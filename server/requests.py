@@ -18,7 +18,7 @@ from server.errors import BadRequest, Forbidden, NotFound, TooLarge
 from server.hub import Hub
 from server.ids import MessageKind, RoomId, UserId
 from server.sessions import Sessions, message_frame, ms
-from server.store import RoomRecord, Store, StoredMessage
+from server.store import RoomRecord, Store
 
 if TYPE_CHECKING:
     from server.live import LiveSessions
@@ -78,9 +78,6 @@ class Requests:
         if not record.is_member(conn.user):
             raise Forbidden("only the room's client and provider may use it", rule="R1")
         return record
-
-    def message_frame(self, message: StoredMessage) -> Frame:
-        return message_frame(message)
 
     def room_extras(self, record: RoomRecord, user: str,
                     reads: dict[UserId, int]) -> Frame:
@@ -162,7 +159,7 @@ class Requests:
         appended = await self.store.append(record.room, conn.user, cmid, kind, body, media,
                                            ms(self.sessions.clock()))
         message = appended.message
-        frame = self.message_frame(message)
+        frame = message_frame(message)
         if not appended.dup:
             await self.hub.publish_message(record.room, frame, conn.id)
         conn.send(_reply({"t": "ack", "room": record.room, "seq": message.seq,
@@ -174,7 +171,7 @@ class Requests:
         limit = codec.int_field(frame, "limit", minimum=1, maximum=self.settings.history_max,
                                 required=False) or 50
         msgs = await self.store.messages_before(record.room, before, limit)
-        frames = [self.message_frame(m) for m in msgs]
+        frames = [message_frame(m) for m in msgs]
         for f in frames:
             del f["t"]
         conn.send(_reply({"t": "history", "room": record.room, "msgs": frames,

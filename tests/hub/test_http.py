@@ -103,3 +103,14 @@ async def test_join_page_is_served_and_unknown_assets_answer_in_the_error_shape(
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         missing = await http.get("/live/assets/nothing.js")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+async def test_stats_are_counts_for_admins_only(node: RunningNode) -> None:
+    await Client.connect(node.url, node.token("c1"))
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        assert (await http.get("/v1/stats", headers={
+            "authorization": "Bearer " + node.token("c1")})).status_code == 403
+        stats = (await http.get("/v1/stats", headers=node.admin)).json()
+    assert stats["connections"] == 1 and stats["users_online"] == 1
+    assert set(stats) == {"node", "connections", "users_online", "rooms_followed",
+                          "delivered", "uptime_s"}
