@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,12 +28,12 @@ from server import codec
 from server.auth import TokenAuthority
 from server.billing import ChargeDelivery
 from server.broker import Broker, MemoryBroker
-from server.codec import SUBPROTOCOLS
 from server.config import Settings
 from server.connection import Connection
 from server.errors import (
     CLOSE_PROTOCOL,
     CLOSE_RATE_LIMIT,
+    CLOSE_SHUTDOWN,
     CLOSE_UNAUTHENTICATED,
     ClientError,
     NotFound,
@@ -47,9 +48,9 @@ from server.live import LiveSessions
 from server.openapi import openapi, openapi_json
 from server.requests import Requests
 from server.sessions import Clock, Sessions, utc_now
-from server.socket import Socket
 from server.store import Store
 from server.store.sqlite import SQLiteStore
+from server.wire import Wire, Wires, message_cap, wire_protocol
 
 log = logging.getLogger("confide")
 
@@ -68,6 +69,7 @@ class Node:
     live: LiveSessions
     requests: Requests
     api: Api
+    wires: Wires
 
 
 def build_node(settings: Settings, *, store: Store | None = None,
@@ -87,7 +89,7 @@ def build_node(settings: Settings, *, store: Store | None = None,
     sessions.on_session = live.session_changed
     api = Api(authority, store, hub, sessions)
     return Node(settings, authority, store, broker, hub, sessions, deadlines, live, requests,
-                api)
+                api, Wires(settings.heartbeat_s))
 
 
 def create_app(settings: Settings, node: Node | None = None) -> ConfideApp:
@@ -97,7 +99,8 @@ def create_app(settings: Settings, node: Node | None = None) -> ConfideApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.store.open()
         await node.hub.start()
-        background = [asyncio.create_task(node.deadlines.run(), name="deadlines")]
+        background = [asyncio.create_task(node.deadlines.run(), name="deadlines"),
+                      asyncio.create_task(node.wires.run(), name="heartbeat")]
         http: httpx.AsyncClient | None = None
         if settings.billing_webhook_url:
             http = httpx.AsyncClient()
@@ -169,7 +172,7 @@ class MethodNotAllowed(ClientError):
 
 
 class ConfideApp:
-    """The node's ASGI app: `/ws` straight to the hub, everything else to Starlette."""
+    """The node's ASGI app: HTTP to Starlette; `/ws` never comes here (see `server.wire`)."""
 
     def __init__(self, http: Starlette, node: Node) -> None:
         self.http = http
@@ -188,54 +191,53 @@ class ConfideApp:
         return self.http.state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws":
-            await serve_websocket(self.node, Socket(scope, receive, send))
-        else:
-            await self.http(scope, receive, send)
+        if scope["type"] == "websocket":  # only when served without `server_config`
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.http(scope, receive, send)
 
 
-async def serve_websocket(node: Node, ws: Socket) -> None:
+async def serve_websocket(node: Node, wire: Wire) -> None:
+    """A websocket after its handshake: the `hello`, then the connection's life."""
     settings = node.settings
-    offered = ws.scope.get("subprotocols") or []
-    chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
-    if chosen is None:
-        await ws.refuse()  # before accept: the handshake is refused (403)
-        return
-    await ws.accept(subprotocol=chosen)
-    encoding = SUBPROTOCOLS[chosen]
+    encoding = wire.encoding
     try:
         async with asyncio.timeout(settings.hello_timeout_s):
-            message = await ws.receive()
+            data = await wire.receive()
     except TimeoutError:
-        await ws.close(CLOSE_UNAUTHENTICATED, "no hello in time")
+        wire.close(CLOSE_UNAUTHENTICATED, "no hello in time")
         return
-    if message["type"] != "websocket.receive":
+    if data is None:
+        if wire.shutting_down:
+            wire.close(CLOSE_SHUTDOWN, "server shutting down: reconnect")
         return
-    data = message.get("bytes") if message.get("bytes") is not None else message.get("text")
     try:
-        if data is None or len(data) > settings.max_frame_bytes:
+        if len(data) > settings.max_frame_bytes:
             raise ProtocolViolation("bad hello frame")
         frame = codec.decode(data, encoding)
     except (ProtocolViolation, ClientError) as exc:
-        await ws.close(CLOSE_PROTOCOL, exc.message)
+        wire.close(CLOSE_PROTOCOL, exc.message)
         return
     if frame["t"] != "hello":
-        await ws.close(CLOSE_UNAUTHENTICATED, "the first frame must be hello")
+        wire.close(CLOSE_UNAUTHENTICATED, "the first frame must be hello")
         return
     try:
         identity = node.authority.verify(frame.get("token"))
     except Unauthorized as exc:
-        await ws.close(CLOSE_UNAUTHENTICATED, exc.message[:120])
+        wire.close(CLOSE_UNAUTHENTICATED, exc.message[:120])
         return
     hub = node.hub
     if hub.device_count(identity.user) >= settings.max_connections_per_user:
-        await ws.close(CLOSE_RATE_LIMIT, "too many connections for this user")
+        wire.close(CLOSE_RATE_LIMIT, "too many connections for this user")
         return
     found = await node.store.rooms_with_heads(identity.user)
+    if not wire.open:
+        return
     rooms = [record for record, _ in found]
     hub.remember(rooms)
     heads = {record.room: head for record, head in found}
-    conn = Connection(ws, encoding, identity, node.requests)
+    conn = Connection(wire, encoding, identity, node.requests)
     conn.rooms = {r.room: r for r in rooms}
     welcome: dict[str, Any] = {
         "t": "welcome", "user": identity.user, "role": identity.role, "node": hub.node,
@@ -255,3 +257,22 @@ async def serve_websocket(node: Node, ws: Socket) -> None:
         await node.live.dropped(conn)
         await node.requests.drop_all(conn)
         await hub.disconnected(conn, list(conn.rooms.values()))
+
+
+def server_config(app: ConfideApp, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for a node: HTTP by uvicorn, `/ws` by `server.wire`."""
+    node = app.node
+    settings = node.settings
+
+    async def serve(wire: Wire) -> None:
+        await serve_websocket(node, wire)
+
+    ws = wire_protocol(node.wires, serve,
+                       max_message=message_cap(settings.max_frame_bytes),
+                       pending_limit=settings.outgoing_queue,
+                       close_timeout_s=settings.heartbeat_s)
+    defaults: dict[str, Any] = {
+        "lifespan": "on", "access_log": False, "log_level": settings.log_level,
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_s), "backlog": 4096,
+    }
+    return uvicorn.Config(app, ws=ws, **(defaults | options))

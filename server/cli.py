@@ -67,7 +67,7 @@ def _token(overrides: dict[str, object]) -> int:
 def _serve(overrides: dict[str, object]) -> int:
     import uvicorn
 
-    from server.app import create_app
+    from server.app import create_app, server_config
 
     settings = load(overrides)
     if settings.redis or settings.database:
@@ -88,14 +88,8 @@ def _serve(overrides: dict[str, object]) -> int:
     if settings.port == 0:
         settings = dataclasses.replace(settings, port=port)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app, ws="websockets-sansio", loop="uvloop", http="httptools" if _has("httptools")
-        else "h11", lifespan="on", ws_ping_interval=settings.heartbeat_s,
-        ws_ping_timeout=settings.heartbeat_s, ws_per_message_deflate=False,
-        ws_max_size=max(1 << 20, 4 * settings.max_frame_bytes), log_level=settings.log_level,
-        access_log=False, timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
-        backlog=4096,
-    )
+    config = server_config(app, loop="uvloop" if _has("uvloop") else "asyncio",
+                           http="httptools" if _has("httptools") else "h11")
     server = uvicorn.Server(config)
     gc.set_threshold(50_000, 50, 100)
     print(f"confide listening on http://{settings.host}:{port} (data {settings.data})",

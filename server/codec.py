@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 
 import msgpack
 
+from server import frames
 from server.errors import BadRequest, ProtocolViolation, TooLarge
 
 Encoding = Literal["msgpack", "json"]
@@ -34,6 +35,13 @@ def encode(frame: Frame, encoding: Encoding) -> bytes | str:
     if encoding == "msgpack":
         return msgpack.packb(frame, **_packer_options)
     return _json_encoder.encode(frame)
+
+
+def framed(frame: Frame, encoding: Encoding) -> bytes:
+    """`frame` encoded and framed as one websocket message of the subprotocol's type."""
+    if encoding == "msgpack":
+        return frames.binary(msgpack.packb(frame, **_packer_options))
+    return frames.text(_json_encoder.encode(frame))
 
 
 def decode(data: bytes | str, encoding: Encoding) -> Frame:
@@ -103,22 +111,23 @@ def _has_surrogate(value: object) -> bool:
 
 
 class Outgoing:
-    """A frame sent to many connections, encoded at most once per encoding."""
+    """A frame sent to many connections, encoded and framed at most once per encoding."""
 
     __slots__ = ("_json", "_msgpack", "frame")
 
     def __init__(self, frame: Frame) -> None:
         self.frame = frame
         self._msgpack: bytes | None = None
-        self._json: str | None = None
+        self._json: bytes | None = None
 
-    def encoded(self, encoding: Encoding) -> bytes | str:
+    def framed(self, encoding: Encoding) -> bytes:
+        """As one websocket message of the subprotocol's type."""
         if encoding == "msgpack":
             if self._msgpack is None:
-                self._msgpack = msgpack.packb(self.frame, **_packer_options)
+                self._msgpack = framed(self.frame, encoding)
             return self._msgpack
         if self._json is None:
-            self._json = _json_encoder.encode(self.frame)
+            self._json = framed(self.frame, encoding)
         return self._json
 
 

@@ -1,27 +1,26 @@
 """One client's websocket: the hello handshake, its requests, and what it is sent.
 
-Theory of operation: after `hello`, a connection runs a reader (the endpoint's own
-coroutine), a writer, a token-expiry watch and any backlog streams in one TaskGroup.
-Everything the connection is sent goes through one bounded queue drained by the writer;
-fan-out only appends to it and never awaits. A queue that overflows closes the
-connection with 4408 and the client resumes with `since` — nothing is ever skipped.
+Theory of operation: after `hello`, a connection is one task reading its requests from
+the wire (`server.wire`) and handling them in order; backlog streams and re-checks run
+as extra tasks of the connection, cancelled when it ends. Everything the connection is
+sent is framed and written to the wire at once: fan-out never awaits. A client that
+stops reading fills the wire's bounded list of pending frames, and is closed with 4408;
+it resumes with `since`, and nothing is ever skipped.
 
 Gapless delivery: each subscription remembers `last`, the highest `seq` it has passed to
-the client. A live message with `seq == last + 1` is queued; an older one is a repeat
+the client. A live message with `seq == last + 1` is sent; an older one is a repeat
 and dropped; a newer one means something is missing (a backlog not yet streamed, or a
 broker event lost or reordered) and starts a catch-up that reads from the store from
-`last` onwards, page by page as the queue drains, until it has reached every `seq` seen
-live. While catching up, live messages are only noted, never queued, so order holds.
+`last` onwards, page by page as the wire drains, until it has reached every `seq` seen
+live. While catching up, live messages are only noted, never sent, so order holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from server.codec import Encoding, Frame, Outgoing
 from server.errors import (
     CLOSE_PROTOCOL,
     CLOSE_RATE_LIMIT,
+    CLOSE_SHUTDOWN,
     CLOSE_TOO_SLOW,
     CLOSE_UNAUTHENTICATED,
     ClientError,
@@ -48,13 +48,9 @@ from server.store import RoomRecord
 
 if TYPE_CHECKING:
     from server.requests import Requests
-    from server.socket import Socket
+    from server.wire import Wire
 
 log = logging.getLogger("confide.conn")
-
-
-class _Done(Exception):
-    """Ends a connection's TaskGroup: the peer left or we closed."""
 
 
 @dataclass(slots=True)
@@ -69,15 +65,14 @@ _serial = itertools.count(1)
 
 
 class Connection:
-    """A client's connection after `hello`: its subscriptions and its outgoing queue."""
+    """A client's connection after `hello`: its subscriptions and what it is sent."""
 
-    __slots__ = ("_clock", "_close", "_limit", "_out", "_space", "_tasks", "_wake",
-                 "_writer_task", "bucket", "encoding", "id", "identity", "live_sessions",
-                 "requests", "role", "rooms", "subs", "user", "ws")
+    __slots__ = ("_clock", "_close", "_tasks", "bucket", "encoding", "id", "identity",
+                 "live_sessions", "requests", "role", "rooms", "subs", "user", "wire")
 
-    def __init__(self, ws: Socket, encoding: Encoding, identity: Identity,
+    def __init__(self, wire: Wire, encoding: Encoding, identity: Identity,
                  requests: Requests) -> None:
-        self.ws = ws
+        self.wire = wire
         self.encoding = encoding
         self.identity = identity
         self.user: UserId = identity.user
@@ -88,14 +83,8 @@ class Connection:
         self.subs: dict[RoomId, Subscription] = {}
         self.rooms: dict[RoomId, RoomRecord] = {}  # the rooms this user belonged to at hello
         self.live_sessions: set[str] = set()  # live sessions joined from this connection
-        self._out: deque[bytes | str] = deque()
-        self._limit = settings.outgoing_queue
-        self._wake = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
-        self._close: tuple[int, str, bool] | None = None
-        self._tasks: asyncio.TaskGroup | None = None
-        self._writer_task: asyncio.Task[None] | None = None
+        self._close: tuple[int, str] | None = None
+        self._tasks: set[asyncio.Task[None]] | None = None  # made when first needed
         loop = asyncio.get_running_loop()
         self.bucket = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst,
                                   loop.time())
@@ -104,23 +93,16 @@ class Connection:
     # -- outgoing -------------------------------------------------------------------------
 
     def send(self, frame: Frame) -> None:
-        self.push(codec.encode(frame, self.encoding))
+        self.push(codec.framed(frame, self.encoding))
 
-    def push(self, data: bytes | str) -> None:
-        """Queue encoded data for the writer; overflowing closes the connection (4408)."""
-        if self._close is not None:
-            return
-        if len(self._out) >= self._limit:
-            self._out.clear()
+    def push(self, data: bytes) -> None:
+        """Write one framed message; a client too far behind is closed (4408)."""
+        if self._close is None and not self.wire.write(data):
             self.close(CLOSE_TOO_SLOW, "too slow to read: resume with since", drain=False)
-            return
-        self._out.append(data)
-        if len(self._out) >= self._limit // 2:
-            self._space.clear()
-        self._wake.set()
 
     def deliver(self, out: Outgoing) -> None:
-        self.push(out.encoded(self.encoding))
+        if self._close is None and not self.wire.write(out.framed(self.encoding)):
+            self.close(CLOSE_TOO_SLOW, "too slow to read: resume with since", drain=False)
 
     def reply_error(self, exc: ConfideError, re: object = None) -> None:
         frame: Frame = {"t": "error", **error_body(exc)}
@@ -129,57 +111,23 @@ class Connection:
         self.send(frame)
 
     async def wait_space(self) -> None:
-        """Wait until the outgoing queue is at most half full (backlog streaming)."""
-        await self._space.wait()
+        """Wait until the wire's pending frames are at most half their limit."""
+        await self.wire.wait_space()
 
     def close(self, code: int, reason: str, drain: bool = True) -> None:
-        """Close after sending what is queued (`drain`) or at once.
+        """Close after sending what is pending (`drain`) or at once.
 
-        Closing at once cancels a writer stuck on a client that does not read, then sends
-        the close frame with a deadline; the connection ends either way.
+        A client that does not read loses the connection after the wire's close timeout
+        either way; the connection's task ends as soon as closing starts.
         """
         if self._close is not None:
             return
-        self._close = (code, reason, drain)
-        self._wake.set()
-        self._space.set()
-        if not drain and self._writer_task is not None:
-            self._writer_task.cancel()
-            self.spawn(self._close_now(code, reason), force=True)
-
-    async def _close_now(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.requests.settings.heartbeat_s):
-                await self.ws.close(code, reason)
-        raise _Done
+        self._close = (code, reason)
+        self.wire.close(code, reason, drain)
 
     @property
     def closing(self) -> bool:
-        return self._close is not None
-
-    async def _writer(self) -> None:
-        send = self.ws.send
-        key = "bytes" if self.encoding == "msgpack" else "text"
-        low = self._limit // 2
-        out = self._out
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._close is not None and not self._close[2]:
-                break
-            while out:
-                data = out.popleft()
-                await send({"type": "websocket.send", key: data})
-                if len(out) < low:
-                    self._space.set()
-                if self._close is not None and not self._close[2]:
-                    break
-            if self._close is not None:
-                break
-        code, reason, _ = self._close
-        with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
-        raise _Done
+        return self._close is not None or not self.wire.open
 
     # -- delivery of room messages ----------------------------------------------------------
 
@@ -219,7 +167,7 @@ class Connection:
         """Stream stored messages after `sub.last` until every seq seen live is passed on."""
         store = self.requests.store
         # A page fits in the room left above the half-full mark, with a margin for live frames.
-        page = max(1, min(self.requests.settings.replay_page, self._limit // 4))
+        page = max(1, min(self.requests.settings.replay_page, self.wire.pending_limit // 4))
         while self.subs.get(sub.room) is sub and not self.closing:
             await self.wait_space()
             msgs = await store.messages_after(sub.room, sub.last, page)
@@ -228,17 +176,28 @@ class Connection:
             for message in msgs:
                 if message.seq == sub.last + 1:
                     sub.last = message.seq
-                    self.push(codec.encode(message_frame(message), self.encoding))
+                    self.push(codec.framed(message_frame(message), self.encoding))
             if len(msgs) < page and sub.seen <= sub.last:
                 sub.catching_up = False
                 break
 
-    def spawn(self, coro: Any, *, force: bool = False) -> None:
-        """Run `coro` as part of this connection (owned by its TaskGroup)."""
-        if self._tasks is None or (self.closing and not force):
+    def spawn(self, coro: Any) -> None:
+        """Run `coro` as part of this connection: cancelled when the connection ends."""
+        if self.closing:
             coro.close()
             return
-        self._tasks.create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a connection task failed", exc_info=task.exception())
+            self.close(1011, "internal error", drain=False)
 
     def room_changed(self, room: RoomId) -> None:
         self.spawn(self._recheck(room))
@@ -254,37 +213,31 @@ class Connection:
 
     async def run(self) -> None:
         """Serve the connection until the client leaves or we close it."""
+        # The token's expiry is a timer, not a task: cheaper for idle connections.
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, self.identity.expires_at - time.time()), self.close,
+            CLOSE_UNAUTHENTICATED, "token expired", False)
         try:
-            async with asyncio.TaskGroup() as tasks:
-                self._tasks = tasks
-                self._writer_task = tasks.create_task(self._writer())
-                # The token's expiry is a timer, not a task: cheaper for idle connections.
-                expiry = asyncio.get_running_loop().call_later(
-                    max(0.0, self.identity.expires_at - time.time()), self.close,
-                    CLOSE_UNAUTHENTICATED, "token expired", False)
-                try:
-                    await self._reader()
-                finally:
-                    expiry.cancel()
-        except* _Done:
-            pass
+            await self._reader()
         finally:
+            expiry.cancel()
+            tasks = self._tasks
             self._tasks = None
+            if tasks:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _reader(self) -> None:
-        receive = self.ws.receive
+        wire = self.wire
         max_bytes = self.requests.settings.max_frame_bytes
         strikes = self.requests.settings.rate_limit_strikes
         while not self.closing:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                raise _Done
-            data = message.get("bytes")
+            data = await wire.receive()
             if data is None:
-                data = message.get("text")
-            if data is None:
-                continue
+                if wire.shutting_down:  # the request in hand is done: now say goodbye
+                    self.close(CLOSE_SHUTDOWN, "server shutting down: reconnect with since")
+                return
             if not self.bucket.take(self._clock()):
                 self.reply_error(RateLimited("rate limit: slow down and retry with the same cmid"),
                                  _peek_id(data, self.encoding))

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from server.app import Node, build_node, create_app
+from server.app import Node, build_node, create_app, server_config
 from server.config import Settings, load
 
 CONFIDE = str(Path(sys.executable).with_name("confide"))
@@ -87,10 +87,7 @@ async def node_in_process(data: Path, clock: FakeClock | None = None,
     settings = dataclasses.replace(settings_for(data, **overrides), port=port)
     node = build_node(settings, clock=clock) if clock else build_node(settings)
     app = create_app(settings, node)
-    config = uvicorn.Config(app, ws="websockets-sansio", lifespan="on", log_level="warning",
-                            ws_ping_interval=settings.heartbeat_s,
-                            ws_ping_timeout=settings.heartbeat_s,
-                            ws_per_message_deflate=False, timeout_graceful_shutdown=2)
+    config = server_config(app, log_level="warning", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
