@@ -66,6 +66,9 @@ def load_or_create_key(data: Path, create: bool = True) -> bytes:
     return key
 
 
+VERIFIED_CACHE = 100_000  # tokens remembered as checked (about 0.5 KB each)
+
+
 class TokenAuthority:
     """Signs and verifies Confide's JWTs (`sub`, `role`, `exp`)."""
 
@@ -75,6 +78,10 @@ class TokenAuthority:
         self._default_ttl = settings.token_ttl_s
         self._signing_key: bytes | None = None
         self._verify_key: Any
+        # Tokens already checked: a client reconnecting with the same token (every
+        # reconnect, every storm) skips the signature check. Only valid tokens are kept;
+        # each is still refused once its `exp` has passed.
+        self._verified: dict[str, Identity] = {}
         if self._algorithm == "HS256":
             self._signing_key = load_or_create_key(settings.data, create_key)
             self._verify_key = self._signing_key
@@ -109,6 +116,19 @@ class TokenAuthority:
         """The identity of a valid token; `Unauthorized` saying why otherwise."""
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise Unauthorized("token must be a non-empty string")
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at > time.time():
+                return known
+            del self._verified[token]
+            raise Unauthorized("token expired")
+        identity = self._check(token)
+        if len(self._verified) >= VERIFIED_CACHE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = identity
+        return identity
+
+    def _check(self, token: str) -> Identity:
         try:
             claims = jwt.decode(
                 token, self._verify_key, algorithms=[self._algorithm],

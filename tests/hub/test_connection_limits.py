@@ -65,6 +65,23 @@ async def test_token_expiring_mid_connection_closes_4401(node: RunningNode) -> N
     assert code == 4401 and "expired" in reason
 
 
+async def test_a_token_seen_before_is_still_refused_once_expired(node: RunningNode) -> None:
+    """Checked tokens are remembered (reconnects skip the signature check), never past exp."""
+    token = node.token("u1", ttl=1)
+    first = await Client.connect(node.url, token)
+    again = await Client.connect(node.url, token)  # the remembered token: welcome again
+    assert again.welcome["user"] == first.welcome["user"] == "u1"
+    await asyncio.sleep(1.2)
+    late = await Client.connect(node.url, hello=False)
+    await late.send({"t": "hello", "token": token})
+    code, reason = await late.closed()
+    assert code == 4401 and "expired" in reason
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    bad = await Client.connect(node.url, hello=False)
+    await bad.send({"t": "hello", "token": tampered})
+    assert (await bad.closed())[0] == 4401
+
+
 async def test_rate_limit_answers_rate_limited_then_closes_4429(tmp_path: Path) -> None:
     async with node_in_process(tmp_path / "d", rate_limit_burst=10, rate_limit_per_s=1,
                                rate_limit_strikes=5) as node:
