@@ -44,7 +44,7 @@ class Settings:
     rate_limit_per_s: float = 20.0
     rate_limit_burst: int = 100
     rate_limit_strikes: int = 50  # refused frames in a row before close 4429
-    outgoing_queue: int = 1024  # frames buffered per connection before close 4408
+    outgoing_queue: int = 1024  # frames waiting behind a full send buffer before close 4408
     replay_page: int = 200  # messages per page when streaming a backlog
     history_max: int = 200
     # Store
