@@ -20,9 +20,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
-
+from loadtest.fastws import ClientConnection, ConnectionClosed, InvalidHandshake, connect
 from loadtest.tally import Flow, Receiver
 from loadtest.user import OPEN_TIMEOUT_S, Member, open_error_name
 from loadtest.wire import Codec, Frame
@@ -36,16 +34,18 @@ LIVE_START_TIMEOUT_S = 10.0
 async def _hello(member: Member, codec: Codec) -> ClientConnection:
     ws = await connect(
         member.url,
-        subprotocols=[codec.subprotocol],  # type: ignore[list-item]
-        compression=None,
-        ping_interval=None,
+        subprotocols=[codec.subprotocol],
         close_timeout=2,
         open_timeout=OPEN_TIMEOUT_S,
     )
-    await ws.send(codec.encode({"t": "hello", "token": member.token}))
-    welcome = codec.decode(await ws.recv())
+    try:
+        ws.send(codec.encode({"t": "hello", "token": member.token}))
+        welcome = codec.decode(await ws.recv())
+    except BaseException:
+        ws.abort()
+        raise
     if welcome.get("t") != "welcome":
-        ws.transport.abort()
+        ws.abort()
         raise ConnectionError(f"hello answered {welcome.get('code')}")
     return ws
 
@@ -57,16 +57,20 @@ async def _cycle(worker: Worker, member: Member, codec: Codec) -> None:
     try:
         async with asyncio.timeout(OPEN_TIMEOUT_S):
             ws = await _hello(member, codec)
-            await ws.send(codec.encode({"t": "sub", "room": member.room, "id": "sub"}))
-            while True:
-                frame = codec.decode(await ws.recv())
-                if frame.get("t") in ("subbed", "error"):
-                    break
-            if frame.get("t") == "error":
-                meter.errors.add(str(frame.get("code")))
-            else:
-                meter.record_setup(time.monotonic_ns() - t0)
-            await ws.close()
+            try:
+                ws.send(codec.encode({"t": "sub", "room": member.room, "id": "sub"}))
+                while True:
+                    frame = codec.decode(await ws.recv())
+                    if frame.get("t") in ("subbed", "error"):
+                        break
+                if frame.get("t") == "error":
+                    meter.errors.add(str(frame.get("code")))
+                else:
+                    meter.record_setup(time.monotonic_ns() - t0)
+                await ws.close()
+            except BaseException:
+                ws.abort()  # no connection left open behind a failed cycle
+                raise
     except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
         meter.errors.add(open_error_name(exc))
     except ConnectionError:
@@ -128,7 +132,7 @@ async def _live_pair(worker: Worker, room: RoomPlan, codec: Codec) -> None:
             client = await _hello(room.client, codec)
             provider = await _hello(room.provider, codec)
             for ws in (client, provider):
-                await ws.send(codec.encode({"t": "live.join", "session": room.session, "id": "j"}))
+                ws.send(codec.encode({"t": "live.join", "session": room.session, "id": "j"}))
             for ws in (client, provider):
                 await _wait_for(ws, codec, "live.start")
         meter.connections += 2
@@ -166,7 +170,7 @@ async def _signal_out(
                 "candidate": f"candidate:{n} 1 udp 2122260223 127.0.0.1 {9 + n % 60000} typ host",
                 "sdpMid": "0", "sdpMLineIndex": 0}}
             sent_at[(me.user, n)] = time.monotonic_ns()
-            await ws.send(codec.encode({"t": "live.signal", "session": room.session, "data": data}))
+            ws.send(codec.encode({"t": "live.signal", "session": room.session, "data": data}))
             await asyncio.sleep(interval)
     except ConnectionClosed:
         worker.meter.errors.add("live_closed")

@@ -15,14 +15,24 @@ sends are repeated with the same ``cmid`` after a reconnect (the server answers
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
+from loadtest.fastws import (
+    OPEN,
+    ClientConnection,
+    ConnectionClosed,
+    Data,
+    InvalidHandshake,
+    InvalidStatus,
+    connect,
+)
 from loadtest.tally import Flow, Meter, Receiver
 from loadtest.wire import Codec, Frame, cmid_for, n_from_cmid, read_stamp, stamp_body
 
@@ -52,12 +62,60 @@ class ChatSettings:
     heartbeat_s: float  # an app `ping` when nothing was sent for this long
 
 
+class Timers:
+    """Many wake-ups on one event-loop timer: a heap of ``(time.monotonic() due, fn)``.
+
+    A wake-up costs a heap push and a call instead of an event-loop timer handle
+    of its own. The loop's timers have a resolution of a millisecond; so do
+    these: the one timer fires at most once a millisecond and runs, in time
+    order, every wake-up due by then. A function run here must not raise.
+    """
+
+    __slots__ = ("_driving", "_heap", "_loop", "_seq", "_timer", "_timer_at")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._driving = False
+
+    def at(self, when: float, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once ``time.monotonic()`` reaches ``when``."""
+        heapq.heappush(self._heap, (when, next(self._seq), fn))
+        if when < self._timer_at and not self._driving:
+            self._arm(when, time.monotonic())
+
+    def _arm(self, when: float, now: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(max(when - now, 0.001), self._drive)
+        self._timer_at = when
+
+    def _drive(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        heap = self._heap
+        self._driving = True
+        try:
+            now = time.monotonic()
+            while heap and heap[0][0] <= now:
+                heapq.heappop(heap)[2]()
+        finally:
+            self._driving = False
+            if heap:
+                self._arm(heap[0][0], time.monotonic())
+
+
 class Gate:
     """The phases of a worker, shared by its users.
 
     ``go`` starts sending, ``stop`` ends it; ``opening`` bounds the opens in
     flight; ``all_opened`` is set once every user's first open ended (either way),
-    ``all_resumed`` once every user dropped by a storm is back.
+    ``all_resumed`` once every user dropped by a storm is back. ``timers`` runs
+    the users' sending schedules.
     """
 
     def __init__(self, users: int, open_concurrency: int) -> None:
@@ -72,6 +130,7 @@ class Gate:
         self.resumes_expected = 0
         self.resumes = 0
         self.all_resumed = asyncio.Event()
+        self.timers = Timers()
         if users == 0:
             self.all_opened.set()
 
@@ -155,15 +214,13 @@ class ChatUser:
         async with asyncio.timeout(OPEN_TIMEOUT_S):
             ws = await connect(
                 self.member.url,
-                subprotocols=[self.codec.subprotocol],  # type: ignore[list-item]
-                compression=None,
-                ping_interval=None,
+                subprotocols=[self.codec.subprotocol],
                 close_timeout=2,
                 max_queue=1024,
                 open_timeout=OPEN_TIMEOUT_S,
             )
             try:
-                await ws.send(self.codec.encode({"t": "hello", "token": self.member.token}))
+                ws.send(self.codec.encode({"t": "hello", "token": self.member.token}))
                 welcome = self.codec.decode(await ws.recv())
                 if welcome.get("t") != "welcome":
                     raise OpenFailed(f"hello answered {welcome.get('t')}/{welcome.get('code')}")
@@ -173,7 +230,7 @@ class ChatUser:
                 sub: Frame = {"t": "sub", "room": self.member.room, "id": "sub"}
                 if since is not None:
                     sub["since"] = since
-                await ws.send(self.codec.encode(sub))
+                ws.send(self.codec.encode(sub))
                 while True:
                     frame = self.codec.decode(await ws.recv())
                     kind = frame.get("t")
@@ -183,7 +240,7 @@ class ChatUser:
                         raise OpenFailed(f"sub answered {frame.get('code')}")
                     self.on_frame(frame, backlog=True)
             except BaseException:
-                ws.transport.abort()
+                ws.abort()
                 raise
         self.meter.record_setup(time.monotonic_ns() - t0)
         self.resumed_at_ns = time.monotonic_ns()
@@ -253,19 +310,22 @@ class ChatUser:
         except TimeoutError:
             self._end_reason = "offline"
         if self._end_reason == "drop":
-            ws.transport.abort()  # the network goes away: no closing handshake
+            ws.abort()  # the network goes away: no closing handshake
         else:
             await ws.close()
 
     # -- receiving ----------------------------------------------------------------
 
     async def _read_loop(self, ws: ClientConnection) -> int | None:
+        """Every frame to :meth:`on_frame` (a call per message, no task switch) until closed."""
         try:
-            async for data in ws:
-                self.on_frame(self.codec.decode(data), backlog=False)
+            await ws.handle_messages(self._on_data)
         except ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd is not None else 1006
+            return exc.code
         return None
+
+    def _on_data(self, data: Data) -> None:
+        self.on_frame(self.codec.decode(data), backlog=False)
 
     def on_frame(self, frame: Frame, backlog: bool) -> None:
         meter = self.meter
@@ -273,7 +333,8 @@ class ChatUser:
         kind = frame.get("t")
         if kind == "msg":
             self._on_msg(frame, backlog)
-            self._check_drained()
+            if self.gate.stop.is_set():
+                self._check_drained()
         elif kind == "ack":
             n = n_from_cmid(frame.get("cmid"))
             if n is None or not self.flow.on_ack(n):
@@ -281,8 +342,9 @@ class ChatUser:
                 return
             sent_ns = self.pending.pop(n, None)
             if sent_ns is not None:
-                meter.record_ack(time.monotonic_ns() - sent_ns)
-            self._check_drained()
+                meter.ack.record_ns(time.monotonic_ns() - sent_ns)  # Meter.record_ack, inlined
+            if self.gate.stop.is_set():
+                self._check_drained()
         elif kind == "error":
             code = str(frame.get("code"))
             meter.errors.add(code)
@@ -311,64 +373,20 @@ class ChatUser:
         if backlog:
             self.meter.backlog_delivered += 1
         else:
-            self.meter.record_latency(time.monotonic_ns() - stamp[1])
+            self.meter.latency.record_ns(time.monotonic_ns() - stamp[1])  # record_latency
 
     # -- sending ------------------------------------------------------------------
 
     async def _send_loop(self, ws: ClientConnection, gate: Gate) -> None:
-        s = self.settings
-        meter = self.meter
-        encode = self.codec.encode
-        room = self.member.room
-        interval = 1.0 / s.rate if s.rate > 0 else 0.0
+        """Send on the schedule from go until stop (or until the connection closes)."""
         await gate.go.wait()
-        for n in sorted(self.pending):  # after a reconnect: the same cmid again
-            await self._send_msg(ws, n, self.pending[n])
-        now = time.monotonic()
-        next_t = now + (self.rng.uniform(0, interval) if interval else 1e18)
-        last_out = last_read = now
+        sender = _Sender(self, ws)
         try:
-            while not gate.stop.is_set():
-                now = time.monotonic()
-                wake = min(next_t, last_out + self.heartbeat_s)
-                if self.retry:
-                    wake = min(wake, self.retry[0][0])
-                if wake > now:
-                    await asyncio.sleep(wake - now)
-                    now = time.monotonic()
-                    if gate.stop.is_set():
-                        break
-                while self.retry and self.retry[0][0] <= now:
-                    n = self.retry.popleft()[1]
-                    if n in self.pending:
-                        await self._send_msg(ws, n, self.pending[n])
-                if now >= next_t:
-                    meter.scheduled += 1
-                    if now - next_t > 0.1:
-                        meter.schedule_late += 1
-                    if s.typing_share and self.rng.random() < s.typing_share:
-                        await ws.send(encode({"t": "typing", "room": room, "on": True}))
-                        meter.frames_out += 1
-                    n = self.flow.next_n()
-                    send_ns = time.monotonic_ns()
-                    self.pending[n] = send_ns
-                    await self._send_msg(ws, n, send_ns)
-                    next_t += interval * self.rng.uniform(1 - s.jitter, 1 + s.jitter)
-                    last_out = now
-                if s.read_every_s and self.unread_seq > self.read_seq:
-                    if now - last_read >= s.read_every_s:
-                        self.read_seq = self.unread_seq
-                        await ws.send(encode({"t": "read", "room": room, "seq": self.read_seq}))
-                        meter.frames_out += 1
-                        last_read = last_out = now
-                if now - last_out >= self.heartbeat_s:
-                    await ws.send(encode({"t": "ping"}))
-                    meter.frames_out += 1
-                    last_out = now
-        except ConnectionClosed:
-            return
+            await sender.done
+        finally:
+            sender.cancel()
 
-    async def _send_msg(self, ws: ClientConnection, n: int, send_ns: int) -> None:
+    def _msg_frame(self, n: int, send_ns: int) -> bytes | str:
         body = stamp_body(n, self.settings.padding, send_ns)
         frame = {
             "t": "send",
@@ -378,18 +396,133 @@ class ChatUser:
             "body": body,
             "id": n,
         }
-        await ws.send(self.codec.encode(frame))
-        self.meter.frames_out += 1
+        return self.codec.encode(frame)
+
+
+class _Sender:
+    """The sending schedule of one session, run as wake-ups of the worker's :class:`Timers`.
+
+    The schedule is the one a loop of ``asyncio.sleep`` gives (millisecond
+    timers either way) without a future, a task step and a timer handle per
+    wake-up, and the frames due at one wake-up (a retry, ``typing``, the
+    message, ``read``, ``ping``) go out in one write. ``done`` completes when
+    sending ends: stop, or the connection closing (result None), or a bug (its
+    exception); a wake-up after that does nothing.
+    """
+
+    __slots__ = ("done", "interval", "jitter", "last_out", "last_read", "next_t", "ping", "read_s",
+                 "room", "timers", "typing", "typing_share", "user", "ws")
+
+    def __init__(self, user: ChatUser, ws: ClientConnection) -> None:
+        self.user = user
+        self.ws = ws
+        self.timers = user.gate.timers
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        s = user.settings
+        self.typing_share = s.typing_share
+        self.jitter = s.jitter
+        self.read_s = s.read_every_s
+        self.room = room = user.member.room
+        self.typing = user.codec.encode({"t": "typing", "room": room, "on": True})
+        self.ping = user.codec.encode({"t": "ping"})
+        out: list[bytes | str] = []
+        for n in sorted(user.pending):  # after a reconnect: the same cmid again
+            out.append(user._msg_frame(n, user.pending[n]))
+        if out and ws.is_open:
+            ws.send_many(out)
+            user.meter.frames_out += len(out)
+        self.interval = 1.0 / s.rate if s.rate > 0 else 0.0
+        now = time.monotonic()
+        self.next_t = now + (user.rng.uniform(0, self.interval) if self.interval else 1e18)
+        self.last_out = self.last_read = now
+        self._run(False)
+
+    def cancel(self) -> None:
+        if not self.done.done():
+            self.done.cancel()
+
+    def _wake(self) -> None:
+        self._run(True)
+
+    def _run(self, after_sleep: bool) -> None:
+        if self.done.done():
+            return
+        user = self.user
+        stop = user.gate.stop
+        try:
+            if after_sleep and not stop.is_set() and not self._work(time.monotonic()):
+                self.done.set_result(None)
+                return
+            while not stop.is_set():
+                now = time.monotonic()
+                wake = self.next_t
+                beat = self.last_out + user.heartbeat_s
+                if beat < wake:
+                    wake = beat
+                if user.retry and user.retry[0][0] < wake:
+                    wake = user.retry[0][0]
+                if wake > now:
+                    self.timers.at(wake, self._wake)
+                    return
+                if not self._work(now):
+                    break
+        except Exception as exc:
+            self.done.set_exception(exc)
+            return
+        self.done.set_result(None)
+
+    def _work(self, now: float) -> bool:
+        """Send what is due at ``now``; False once the connection is closing."""
+        ws = self.ws
+        if ws.state != OPEN:
+            return False
+        user = self.user
+        meter = user.meter
+        out: list[bytes | str] = []
+        retry = user.retry
+        while retry and retry[0][0] <= now:
+            n = retry.popleft()[1]
+            if n in user.pending:
+                out.append(user._msg_frame(n, user.pending[n]))
+        if now >= self.next_t:
+            meter.scheduled += 1
+            if now - self.next_t > 0.1:
+                meter.schedule_late += 1
+            rng = user.rng
+            if self.typing_share and rng.random() < self.typing_share:
+                out.append(self.typing)
+            n = user.flow.next_n()
+            send_ns = time.monotonic_ns()
+            user.pending[n] = send_ns
+            out.append(user._msg_frame(n, send_ns))
+            jitter = self.jitter  # rng.uniform(1 - jitter, 1 + jitter), inlined: the same draw
+            self.next_t += self.interval * ((1 - jitter) + 2 * jitter * rng.random())
+            self.last_out = now
+        if self.read_s and user.unread_seq > user.read_seq:
+            if now - self.last_read >= self.read_s:
+                user.read_seq = user.unread_seq
+                out.append(user.codec.encode({"t": "read", "room": self.room,
+                                              "seq": user.read_seq}))
+                self.last_read = self.last_out = now
+        if now - self.last_out >= user.heartbeat_s:
+            out.append(self.ping)
+            self.last_out = now
+        if out:
+            try:
+                ws.send_many(out)
+            except ConnectionClosed:
+                return False
+            meter.frames_out += len(out)
+        return True
 
 
 def open_error_name(exc: BaseException) -> str:
     if isinstance(exc, InvalidStatus):
-        return f"connect_http_{exc.response.status_code}"
+        return f"connect_http_{exc.status_code}"
     if isinstance(exc, TimeoutError):
         return "connect_timeout"
     if isinstance(exc, OSError):
         return "connect_refused"
     if isinstance(exc, ConnectionClosed):
-        code = exc.rcvd.code if exc.rcvd is not None else 1006
-        return f"close_{code}"
+        return f"close_{exc.code}"
     return "open_failed"
