@@ -115,9 +115,7 @@ class _WriterState:
 Op = Callable[[sqlite3.Connection, _WriterState], Any]
 
 MIN_COMMIT_INTERVAL_S = 0.002  # group commit: at most about 500 commits a second
-CHECKPOINT_POLL_S = 0.5  # how often the checkpointer looks at the WAL's size
-CHECKPOINT_AFTER_BYTES = 4 << 20  # about SQLite's own default of 1000 pages
-WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this after the writer restarts it
+WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this after a checkpoint
 
 
 @dataclass(slots=True)
@@ -200,15 +198,11 @@ class SQLiteStore(_SessionMethods):
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
-        self._checkpointer: threading.Thread | None = None
-        self._stop_checkpoints = threading.Event()
-        self._finish_checkpoint = False
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_lock = threading.Lock()
         self.commits = 0  # statistics: transactions committed
         self.ops = 0  # statistics: writes committed
-        self.checkpoints = 0  # statistics: WAL checkpoints run
 
     # -- life ---------------------------------------------------------------------------
 
@@ -219,51 +213,16 @@ class SQLiteStore(_SessionMethods):
         self._thread = threading.Thread(target=self._run, args=(conn,), name="store-writer",
                                         daemon=True)
         self._thread.start()
-        self._stop_checkpoints.clear()
-        self._checkpointer = threading.Thread(target=self._checkpoints, name="store-checkpoint",
-                                              daemon=True)
-        self._checkpointer.start()
 
     def _open_writer(self) -> sqlite3.Connection:
         if not self.path.exists():  # therapy content: readable by the node's user only
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = connect(self.path, self._synchronous)
         conn.executescript(SCHEMA + SESSION_SCHEMA)
-        # The writer never checkpoints (a checkpoint copies the WAL into the database and
-        # fsyncs it: hundreds of milliseconds in which no commit, so no ack, could happen);
-        # `_checkpoints` does it from its own thread without blocking the writer.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         return conn
 
-    def _checkpoints(self) -> None:
-        """Copy the WAL into the database whenever it has grown, beside the writer.
-
-        A PASSIVE checkpoint takes no lock that the writer needs: commits go on while it
-        runs. Once a checkpoint has copied everything, the writer starts the WAL over.
-        """
-        wal = self.path.with_name(self.path.name + "-wal")
-        conn = connect(self.path, self._synchronous)
-        try:
-            while not self._stop_checkpoints.wait(CHECKPOINT_POLL_S):
-                try:
-                    if wal.stat().st_size < CHECKPOINT_AFTER_BYTES:
-                        continue
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    self.checkpoints += 1
-                    self._finish_checkpoint = True  # the writer copies the last few frames
-                except FileNotFoundError:
-                    continue
-                except sqlite3.Error as exc:  # busy or locked: the next round tries again
-                    log.warning("store checkpoint failed: %s", type(exc).__name__)
-        finally:
-            conn.close()
-
     async def close(self) -> None:
-        if self._checkpointer is not None:
-            self._stop_checkpoints.set()
-            await asyncio.to_thread(self._checkpointer.join)
-            self._checkpointer = None
         if self._thread is not None:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -303,12 +262,6 @@ class SQLiteStore(_SessionMethods):
                     batch.append(item)
                 last_commit = time.monotonic()
                 self._commit(conn, state, batch)
-                if self._finish_checkpoint:
-                    # The checkpointer has copied all but what was written while it ran:
-                    # copy that too, so that the next commit can start the WAL over.
-                    self._finish_checkpoint = False
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 if stop:
                     break
         finally:
