@@ -301,6 +301,8 @@ class Wire(asyncio.Protocol):
         except Exception:
             log.exception("a websocket connection failed")
             self.close(1011, "internal error", drain=False)
+        else:
+            self.close(CLOSE_NORMAL)  # nobody reads from it any more: end it
         finally:
             self._task = None
 

@@ -155,10 +155,19 @@ class Coturn:
         return self.log.read_text("utf-8", errors="replace")
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_turn_port() -> int:
+    """A port free for both UDP and TCP (coturn listens on both), below the range the
+    kernel hands out to outgoing connections, so that no client socket takes it meanwhile."""
+    while True:
+        port = 20000 + secrets.randbelow(12000)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
 
 
 def _stun_answers(port: int) -> bool:
@@ -179,34 +188,45 @@ def coturn(folder: Path) -> Iterator[Coturn]:
     """A real coturn on a free UDP port of 127.0.0.1, TURN REST-API secret, stopped after."""
     binary = require(TURNSERVER, "coturn's turnserver")
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_udp_port()
-    low = 49152 + secrets.randbelow(12000)
     secret = secrets.token_urlsafe(16)
     log = folder / "turnserver.log"
-    args = [
-        binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
-        f"--listening-port={port}", "--use-auth-secret", f"--static-auth-secret={secret}",
-        "--realm=confide", "--no-cli", "--no-tls", "--no-dtls", f"--min-port={low}",
-        f"--max-port={low + 200}", "--allow-loopback-peers", "--log-file=stdout",
-        "--simple-log", "--verbose", f"--pidfile={folder / 'turnserver.pid'}",
-        f"--userdb={folder / 'turndb'}", "--no-software-attribute",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
-    running = Coturn(port, secret, log, process)
-    try:
+    for attempt in range(3):  # a port taken between the check and coturn's bind: another
+        port = _free_turn_port()
+        low = 49152 + secrets.randbelow(12000)
+        args = [
+            binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+            f"--listening-port={port}", "--use-auth-secret", f"--static-auth-secret={secret}",
+            "--realm=confide", "--no-cli", "--no-tls", "--no-dtls", f"--min-port={low}",
+            f"--max-port={low + 200}", "--allow-loopback-peers", "--log-file=stdout",
+            "--simple-log", "--verbose", f"--pidfile={folder / 'turnserver.pid'}",
+            f"--userdb={folder / 'turndb'}", "--no-software-attribute",
+        ]
+        with log.open("wb") as out:
+            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+        running = Coturn(port, secret, log, process)
         deadline = time.monotonic() + 10_000 * MS
         while not _stun_answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
+            in_use = "Address already in use" in running.log_text()
+            if process.poll() is not None or time.monotonic() > deadline or in_use:
+                _stop(process)
+                if in_use and attempt < 2:
+                    break
                 raise AssertionError(f"coturn did not start: {running.log_text()[-2000:]}")
+        else:
+            break
+    try:
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def now_utc() -> datetime:
