@@ -331,18 +331,12 @@ class Wire(asyncio.Protocol):
             b1 = data[pos + 1]
             length = b1 & 0x7F
             head = 2
-            if length == 126:
-                if left < 4:
-                    need = 4 - left
+            if length >= 126:  # a 16-bit (126) or 64-bit (127) length follows
+                head = 4 if length == 126 else 10
+                if left < head:
+                    need = head - left
                     break
-                length = int.from_bytes(data[pos + 2:pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if left < 10:
-                    need = 10 - left
-                    break
-                length = int.from_bytes(data[pos + 2:pos + 10], "big")
-                head = 10
+                length = int.from_bytes(data[pos + 2:pos + head], "big")
             if not b1 & 0x80 or length > self.max_message:
                 if not b1 & 0x80:
                     self._fail(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
