@@ -146,6 +146,7 @@ class Wire(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._wake()
+        self._signal_space()
         self.wires.open.discard(self)
         if self.connections is not None:
             self.connections.discard(self)
