@@ -101,8 +101,7 @@ class Connection:
             self.close(CLOSE_TOO_SLOW, "too slow to read: resume with since", drain=False)
 
     def deliver(self, out: Outgoing) -> None:
-        if self._close is None and not self.wire.write(out.framed(self.encoding)):
-            self.close(CLOSE_TOO_SLOW, "too slow to read: resume with since", drain=False)
+        self.push(out.framed(self.encoding))
 
     def reply_error(self, exc: ConfideError, re: object = None) -> None:
         frame: Frame = {"t": "error", **error_body(exc)}

@@ -43,6 +43,14 @@ class Raw:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         return cls(reader, writer), head
 
+    @classmethod
+    async def welcomed(cls, node: RunningNode) -> Raw:
+        """Open, say hello, and read the welcome."""
+        raw, _ = await cls.open(node)
+        raw.hello(node)
+        assert (await raw.message())["t"] == "welcome"
+        return raw
+
     def send(self, opcode: int, payload: bytes, fin: bool = True, mask: bool = True,
              rsv: int = 0) -> None:
         first = (0x80 if fin else 0) | rsv | opcode
@@ -136,9 +144,7 @@ async def test_the_client_may_pick_its_preferred_subprotocol(node: RunningNode) 
 
 
 async def test_a_fragmented_message_is_reassembled(node: RunningNode) -> None:
-    raw, _ = await Raw.open(node)
-    raw.hello(node)
-    await raw.message()
+    raw = await Raw.welcomed(node)
     data = msgpack.packb({"t": "ping", "n": "in three parts", "id": 7})
     raw.send(0x2, data[:3], fin=False)
     raw.send(0x9, b"between the parts")  # a control frame may come between fragments
@@ -151,9 +157,7 @@ async def test_a_fragmented_message_is_reassembled(node: RunningNode) -> None:
 
 async def test_many_frames_in_one_write_and_one_frame_in_many_writes(
         node: RunningNode) -> None:
-    raw, _ = await Raw.open(node)
-    raw.hello(node)
-    await raw.message()
+    raw = await Raw.welcomed(node)
     for i in range(20):
         raw.send(0x2, msgpack.packb({"t": "ping", "n": i}))
     assert [(await raw.message())["n"] for _ in range(20)] == list(range(20))
@@ -174,9 +178,7 @@ async def test_many_frames_in_one_write_and_one_frame_in_many_writes(
 
 async def test_a_client_close_is_answered_with_its_code_then_the_connection_ends(
         node: RunningNode) -> None:
-    raw, _ = await Raw.open(node)
-    raw.hello(node)
-    await raw.message()
+    raw = await Raw.welcomed(node)
     raw.send(0x8, (1000).to_bytes(2, "big") + b"bye")
     assert await raw.close_code() == (1000, "")
     assert await raw.eof()
@@ -194,9 +196,7 @@ async def test_a_client_close_is_answered_with_its_code_then_the_connection_ends
 ])
 async def test_frame_level_errors_close_with_the_rfc_code(
         node: RunningNode, how: str, code: int) -> None:
-    raw, _ = await Raw.open(node)
-    raw.hello(node)
-    await raw.message()
+    raw = await Raw.welcomed(node)
     if how == "unmasked":
         raw.send(0x2, msgpack.packb({"t": "ping"}), mask=False)
     elif how == "reserved bit":
