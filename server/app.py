@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -201,7 +202,6 @@ class ConfideApp:
 async def serve_websocket(node: Node, wire: Wire) -> None:
     """A websocket after its handshake: the `hello`, then the connection's life."""
     settings = node.settings
-    encoding = wire.encoding
     try:
         async with asyncio.timeout(settings.hello_timeout_s):
             data = await wire.receive()
@@ -215,7 +215,7 @@ async def serve_websocket(node: Node, wire: Wire) -> None:
     try:
         if len(data) > settings.max_frame_bytes:
             raise ProtocolViolation("bad hello frame")
-        frame = codec.decode(data, encoding)
+        frame = codec.decode(data, wire.encoding)
     except (ProtocolViolation, ClientError) as exc:
         wire.close(CLOSE_PROTOCOL, exc.message)
         return
@@ -237,7 +237,7 @@ async def serve_websocket(node: Node, wire: Wire) -> None:
     rooms = [record for record, _ in found]
     hub.remember(rooms)
     heads = {record.room: head for record, head in found}
-    conn = Connection(wire, encoding, identity, node.requests)
+    conn = Connection(wire, identity, node.requests)
     conn.rooms = {r.room: r for r in rooms}
     welcome: dict[str, Any] = {
         "t": "welcome", "user": identity.user, "role": identity.role, "node": hub.node,
@@ -264,10 +264,7 @@ def server_config(app: ConfideApp, **options: Any) -> uvicorn.Config:
     node = app.node
     settings = node.settings
 
-    async def serve(wire: Wire) -> None:
-        await serve_websocket(node, wire)
-
-    ws = wire_protocol(node.wires, serve,
+    ws = wire_protocol(node.wires, functools.partial(serve_websocket, node),
                        max_message=message_cap(settings.max_frame_bytes),
                        pending_limit=settings.outgoing_queue,
                        close_timeout_s=settings.heartbeat_s)

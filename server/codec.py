@@ -31,12 +31,6 @@ _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allo
 _packer_options: dict[str, Any] = {"use_bin_type": True}
 
 
-def encode(frame: Frame, encoding: Encoding) -> bytes | str:
-    if encoding == "msgpack":
-        return msgpack.packb(frame, **_packer_options)
-    return _json_encoder.encode(frame)
-
-
 def framed(frame: Frame, encoding: Encoding) -> bytes:
     """`frame` encoded and framed as one websocket message of the subprotocol's type."""
     if encoding == "msgpack":

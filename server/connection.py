@@ -70,10 +70,9 @@ class Connection:
     __slots__ = ("_clock", "_close", "_tasks", "bucket", "encoding", "id", "identity",
                  "live_sessions", "requests", "role", "rooms", "subs", "user", "wire")
 
-    def __init__(self, wire: Wire, encoding: Encoding, identity: Identity,
-                 requests: Requests) -> None:
+    def __init__(self, wire: Wire, identity: Identity, requests: Requests) -> None:
         self.wire = wire
-        self.encoding = encoding
+        self.encoding: Encoding = wire.encoding
         self.identity = identity
         self.user: UserId = identity.user
         self.role = identity.role

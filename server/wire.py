@@ -45,7 +45,6 @@ PATH: Final = b"/ws"
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CLOSE_NORMAL: Final = 1000
-CLOSE_GOING_AWAY: Final = 1001
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_NO_STATUS: Final = 1005
 CLOSE_BAD_DATA: Final = 1007
@@ -92,7 +91,7 @@ class Wire(asyncio.Protocol):
 
     __slots__ = ("_alive", "_buf", "_frag_op", "_frag_size", "_fragments", "_inbox",
                  "_need", "_paused", "_pending", "_reading", "_skip", "_space", "_state", "_task",
-                 "_timer", "_waiter", "connections", "encoding", "peer_close",
+                 "_timer", "_waiter", "connections", "encoding",
                  "shutting_down", "transport")
 
     def __init__(self, config: Any = None, server_state: Any = None,
@@ -117,7 +116,6 @@ class Wire(asyncio.Protocol):
         self._alive = True
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self.peer_close: int | None = None
         self.shutting_down = False
         self._skip = 0  # bytes of a refused frame still to be thrown away
 
@@ -428,9 +426,10 @@ class Wire(asyncio.Protocol):
         code = CLOSE_NO_STATUS
         if len(payload) >= 2:
             code = int.from_bytes(payload[:2], "big")
+            if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+                code = CLOSE_PROTOCOL_ERROR  # a code no endpoint may send (RFC 6455 7.4)
         elif payload:
             code = CLOSE_PROTOCOL_ERROR
-        self.peer_close = code
         transport = self.transport
         assert transport is not None
         if self._state == _OPEN:  # answer with the same code, then end the connection

@@ -185,6 +185,14 @@ async def test_a_client_close_is_answered_with_its_code_then_the_connection_ends
     raw.close()
 
 
+async def test_a_close_code_no_endpoint_may_send_is_answered_1002(node: RunningNode) -> None:
+    raw = await Raw.welcomed(node)
+    raw.send(0x8, (1005).to_bytes(2, "big"))  # 1005 means "no code": never on the wire
+    assert (await raw.close_code())[0] == 1002
+    assert await raw.eof()
+    raw.close()
+
+
 @pytest.mark.parametrize(("how", "code"), [
     ("unmasked", 1002),
     ("reserved bit", 1002),
