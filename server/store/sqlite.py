@@ -116,12 +116,48 @@ Op = Callable[[sqlite3.Connection, _WriterState], Any]
 
 MIN_COMMIT_INTERVAL_S = 0.002  # group commit: at most about 500 commits a second
 WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this after a checkpoint
+# The writer's page cache (SQLite's default is 2 MB): with thousands of active rooms the
+# pages it touches outgrow the default, and every miss is a read from the OS.
+WRITER_CACHE_KIB = 64 << 10
 
 
 @dataclass(slots=True)
 class _Pending:
     op: Op
     future: asyncio.Future[Any]
+
+
+class _ReadMarks:
+    """Read marks waiting for the writer, written by one op.
+
+    A client sends a read mark for nearly every message it sees, so marks arrive as often
+    as messages. One op per mark would double the writer's work; instead the first mark
+    queues an op and later marks join it (the highest per room and user) until the writer
+    takes it, which closes it: the next mark starts a new one. Every caller awaits the
+    op's one future, which resolves after the commit, like any other write.
+    """
+
+    __slots__ = ("future", "given", "store", "taken")
+
+    def __init__(self, store: SQLiteStore, future: asyncio.Future[Any]) -> None:
+        self.store = store
+        self.future = future
+        self.given: dict[tuple[RoomId, UserId], int] = {}
+        self.taken: dict[tuple[RoomId, UserId], int] | None = None
+
+    def op(self, conn: sqlite3.Connection, _: _WriterState) -> dict[tuple[RoomId, UserId], int]:
+        if self.taken is None:  # the first run closes it (an op may run twice)
+            with self.store._marks_lock:
+                if self.store._marks is self:
+                    self.store._marks = None
+                self.taken = self.given
+        stored = {}
+        for (room, user), seq in self.taken.items():
+            stored[room, user] = conn.execute(
+                "INSERT INTO reads (room, user, seq) VALUES (?, ?, ?)"
+                " ON CONFLICT (room, user) DO UPDATE SET seq = MAX(seq, excluded.seq)"
+                " RETURNING seq", (room, user, seq)).fetchone()[0]
+        return stored
 
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -201,6 +237,8 @@ class SQLiteStore(_SessionMethods):
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_lock = threading.Lock()
+        self._marks: _ReadMarks | None = None  # read marks waiting for the writer
+        self._marks_lock = threading.Lock()
         self.commits = 0  # statistics: transactions committed
         self.ops = 0  # statistics: writes committed
 
@@ -220,6 +258,7 @@ class SQLiteStore(_SessionMethods):
         conn = connect(self.path, self._synchronous)
         conn.executescript(SCHEMA + SESSION_SCHEMA)
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         return conn
 
     async def close(self) -> None:
@@ -458,16 +497,20 @@ class SQLiteStore(_SessionMethods):
         return await self._read(fn)
 
     async def set_read(self, room: RoomId, user: UserId, seq: int) -> int:
-        def op(conn: sqlite3.Connection, _: _WriterState) -> int:
-            conn.execute(
-                "INSERT INTO reads (room, user, seq) VALUES (?, ?, ?)"
-                " ON CONFLICT (room, user) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                (room, user, seq))
-            row = conn.execute("SELECT seq FROM reads WHERE room = ? AND user = ?",
-                               (room, user)).fetchone()
-            return int(row[0])
-
-        return cast(int, await self._write(op))
+        """Read marks given while the writer is busy share one op (see `_ReadMarks`)."""
+        if self._thread is None:
+            raise InternalError("the store is closed")
+        assert self._loop is not None
+        key = (room, user)
+        with self._marks_lock:
+            marks = self._marks
+            if marks is None:
+                marks = self._marks = _ReadMarks(self, self._loop.create_future())
+                self._queue.put(_Pending(marks.op, marks.future))
+            marks.given[key] = max(marks.given.get(key, 0), seq)
+        # shielded: the future is shared, a cancelled caller must not cancel the others
+        stored = await asyncio.shield(marks.future)
+        return cast(int, stored[key])
 
     async def reads(self, room: RoomId) -> dict[UserId, int]:
         rows = await self._read(lambda c: c.execute(

@@ -74,3 +74,36 @@ async def test_commits_are_grouped_and_the_wal_stays_short_while_writes_go_on(
     finally:
         db.close()
     assert _size(wal) == 0
+
+
+async def test_read_marks_given_while_the_writer_is_busy_share_one_op(tmp_path: Path) -> None:
+    """A client marks nearly every message it sees as read: marks waiting for the writer
+    are written by one op (the highest per room and user), not one op each."""
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    rooms = [RoomId(f"r{i}") for i in range(10)]
+    for room in rooms:
+        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
+                                           "therapy", True, 0))
+    ops_before = store.ops
+    marks = [(rooms[i % 10], UserId("cp"[i // 10 % 2]), (i * 37) % 101) for i in range(400)]
+    stored = await asyncio.gather(*(store.set_read(room, user, seq)
+                                    for room, user, seq in marks))
+    # The first mark may find the writer idle and go alone; the rest wait and join.
+    assert store.ops - ops_before <= 3, store.ops - ops_before
+    highest: dict[tuple[RoomId, UserId], int] = {}
+    for room, user, seq in marks:
+        highest[room, user] = max(highest.get((room, user), 0), seq)
+    for (room, user, seq), got in zip(marks, stored, strict=True):
+        assert seq <= got <= highest[room, user]
+    for room in rooms:
+        assert await store.reads(room) == {UserId(u): highest[room, UserId(u)] for u in "cp"}
+    # A caller that gives up does not take the others' answer with it.
+    waiting = [asyncio.create_task(store.set_read(rooms[0], UserId("c"), 500 + i))
+               for i in range(3)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()
+    assert await asyncio.gather(*waiting[1:]) == [502, 502]
+    provider_mark = highest[rooms[0], UserId("p")]
+    assert await store.reads(rooms[0]) == {UserId("c"): 502, UserId("p"): provider_mark}
+    await store.close()
