@@ -4,9 +4,11 @@ Theory of operation: a connection that `sub`s a room *follows* it on this node; 
 subscribes to the room's broker channel while at least one local connection follows it.
 Everything that happens in a room (a stored message, typing, a read mark, presence, a
 change of provider) is published on the room's channel, by whichever node it happened
-on, and comes back to every following node through `_on_event`, which hands an
+on, and comes back to every following node through `_handle`, which hands an
 `Outgoing` (encoded at most once per encoding) to each local follower without awaiting
 anything. A connection's own bounded queue decides what happens if it cannot keep up.
+Events travel as msgpack bytes between nodes; the in-process broker of the embedded
+default takes them as they are (`MemoryBroker.hand_over`), so one node encodes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
-from server.broker import Broker
+from server.broker import Broker, MemoryBroker
+from server.broker.memory import Event
 from server.codec import Frame, Outgoing
 from server.config import Settings
 from server.errors import NotFound
@@ -60,9 +63,13 @@ class Hub:
         self.connections: set[Connection] = set()
         self.started = time.monotonic()
         self.delivered = 0  # statistics: frames handed to connections by fan-out
+        # The embedded default's broker takes events without encoding them (see `_publish`).
+        self._local = broker if isinstance(broker, MemoryBroker) else None
 
     async def start(self) -> None:
         await self.broker.start(self._on_event)
+        if self._local is not None:
+            self._local.hand_over(self._handle)
 
     async def stop(self) -> None:
         await self.broker.stop()
@@ -160,20 +167,30 @@ class Hub:
 
     async def direct(self, user: UserId, conn_id: str, frame: Frame) -> None:
         """Send `frame` to one connection of `user`, on whichever node it is."""
-        payload = msgpack.packb((EV_DIRECT, user, frame, None, conn_id), use_bin_type=True)
-        await self.broker.publish(user_channel(user), payload)
+        await self._send(user_channel(user), (EV_DIRECT, user, frame, None, conn_id))
 
     async def _publish(self, room: RoomId, kind: str, frame: Frame,
                        skip_user: UserId | None = None, skip_conn: str | None = None) -> None:
-        payload = msgpack.packb((kind, room, frame, skip_user, skip_conn), use_bin_type=True)
-        await self.broker.publish(channel(room), payload)
+        await self._send(channel(room), (kind, room, frame, skip_user, skip_conn))
+
+    async def _send(self, chan: str, event: Event) -> None:
+        if self._local is not None:  # handled (frames framed) before this returns
+            self._local.publish_event(chan, event, _encode)
+        else:
+            await self.broker.publish(chan, _encode(event))
 
     def _on_event(self, chan: str, payload: bytes) -> None:
         try:
-            kind, room, frame, skip_user, skip_conn = msgpack.unpackb(payload, raw=False)
+            event = msgpack.unpackb(payload, raw=False)
+            if not isinstance(event, list) or len(event) != 5:
+                raise ValueError("not an event")
         except (ValueError, TypeError, msgpack.UnpackException):
             log.error("dropped an undecodable broker event on %s", chan)
             return
+        self._handle(chan, tuple(event))
+
+    def _handle(self, chan: str, event: Event) -> None:
+        kind, room, frame, skip_user, skip_conn = event
         if kind == EV_DIRECT:  # addressed to a user (in the room slot) and one connection
             user: UserId = room
             for conn in tuple(self._devices.get(user, ())):
@@ -206,6 +223,10 @@ class Hub:
         return HubStatistics(self.node, len(self.connections), len(self._devices),
                              len(self._followers), self.delivered,
                              round(time.monotonic() - self.started, 1))
+
+
+def _encode(event: Event) -> bytes:
+    return msgpack.packb(event, use_bin_type=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,7 +196,7 @@ class Requests:
         out: Frame = {"t": "read", "room": record.room, "user": conn.user, "seq": stored}
         await self.hub.relay(record.room, out, skip_conn=conn.id)
         if rid is not None:  # the reader's own devices got the relay; this one asked
-            conn.send(_reply(out, rid))
+            conn.send(_reply({**out}, rid))  # `out` went to the hub as it was
 
     async def ping(self, conn: Connection, frame: Frame, rid: object) -> None:
         n = frame.get("n")

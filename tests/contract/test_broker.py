@@ -207,3 +207,39 @@ async def test_stop_ends_delivery(nodes: tuple[Node, Node]) -> None:
     await a.broker.publish("room:r1", b"after")
     await a.inbox.wait_for("room:r1", b"after")  # published, and delivered to who follows
     assert b.inbox.on("room:r1") == [b"before"]
+
+
+# -- the in-process broker's own hand-over -----------------------------------------------
+
+
+async def test_memory_broker_hands_events_over_unencoded_and_encodes_for_the_others() -> None:
+    """A hub of the embedded default gets the publisher's event object itself (no msgpack
+    on the way); a broker without a hand-over handler on the same bus still gets bytes,
+    encoded once for all of them; brokers not following the channel get nothing."""
+    bus = MemoryBus()
+    local, plain, other, stranger = (MemoryBroker(bus) for _ in range(4))
+    handed: list[tuple[str, object]] = []
+    plain_inbox, other_inbox, stranger_inbox = Inbox(), Inbox(), Inbox()
+    await local.start(lambda c, p: pytest.fail("the hand-over handler should get it"))
+    local.hand_over(lambda c, e: handed.append((c, e)))
+    await plain.start(plain_inbox.handler)
+    await other.start(other_inbox.handler)
+    await stranger.start(stranger_inbox.handler)
+    for broker in (local, plain, other):
+        await broker.subscribe("room:a")
+    encoded: list[object] = []
+
+    def encode(event: tuple[object, ...]) -> bytes:
+        encoded.append(event)
+        return repr(event).encode()
+
+    event = ("msg", "a", {"seq": 1}, None, None)
+    local.publish_event("room:a", event, encode)
+    assert handed == [("room:a", event)] and handed[0][1] is event
+    assert plain_inbox.on("room:a") == [repr(event).encode()]
+    assert other_inbox.on("room:a") == [repr(event).encode()]
+    assert encoded == [event]  # once, however many need bytes
+    assert stranger_inbox.events == []
+    await local.stop()  # stopped: the hand-over handler is gone with it
+    plain.publish_event("room:a", event, encode)
+    assert len(handed) == 1
