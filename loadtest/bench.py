@@ -7,10 +7,17 @@ baseline relay) pinned to one core, with the generator pinned to another
 (``--server-cpus 0 --gen-cpus 1`` by default), raised rate limits and the
 process's hard open-file limit. The steps, and the targets of issue 3:
 
+0. disk: before anything else is started, :mod:`loadtest.disk` writes and
+   fdatasyncs 450 times a second, as the store commits at 5,000 msg/s, in the
+   folder where the nodes keep their data (30 s; no target: it is the floor
+   the disk puts under the p99 targets). It runs in a child process pinned to
+   the server's CPUs, since this process may be pinned to the generator's;
 1. ramp on the relay, then on Confide: the highest delivered msg/s with
    p99 ≤ 100 ms and nothing lost (Confide ≥ 20,000 msg/s; ratio to the relay
    ≥ 0.5);
-2. chat: 5,000 connections in 2,500 rooms at 1 msg/s each (p99 ≤ 25 ms);
+2. chat: 5,000 connections in 2,500 rooms at 1 msg/s each (p99 ≤ 25 ms),
+   then the disk probe again, so that a disk that was quiet for the first
+   probe but stalled during the run shows;
 3. idle: as many idle connections as the file limit allows, up to 20,000
    (≤ 25 KB of server memory each);
 4. churn: connection setups per second (≥ 2,000/s);
@@ -31,9 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.benchdoc import Step, write_doc
+from loadtest.disk import default_folder, probe_pinned
 from loadtest.procstat import machine
 from loadtest.report import Report
-from loadtest.runner import RunConfig, run
+from loadtest.runner import RunConfig, cpu_list, run
 from loadtest.target import TargetError
 from loadtest.worker import Scenario
 
@@ -72,6 +80,25 @@ def _run(s: BenchSettings, name: str, config: RunConfig) -> Report:
     return report
 
 
+def disk(s: BenchSettings, name: str, label: str) -> Step:
+    """The disk probe, on the server's CPUs, as a row with no target (and a failure as n/a)."""
+    seconds = 3.0 if s.quick else 30.0
+    folder = default_folder()
+    print(f"\n== {label}: write and fdatasync 450/s for {seconds:.0f} s in {folder}, "
+          f"CPU {s.server_cpus or 'any'}", file=sys.stderr)
+    target = "none: the floor under the p99 targets"
+    try:
+        report = probe_pinned(cpu_list(s.server_cpus), folder, seconds=seconds)
+    except OSError as exc:
+        print(f"disk probe failed: {exc}", file=sys.stderr)
+        return Step(name, target, f"n/a (the probe failed: {exc.strerror or exc})", None, [])
+    print(report.summary(), file=sys.stderr)
+    if s.reports is not None:
+        s.reports.mkdir(parents=True, exist_ok=True)
+        report.write_json(s.reports / f"{label}.json")
+    return Step(name, target, report.brief(), None, [], report)
+
+
 def ramp(s: BenchSettings, spawn: str, users: int, totals: list[int],
          duration: float) -> tuple[int, list[Report]]:
     """Raise the total rate step by step; the highest rate that held (p99, exact, kept up)."""
@@ -96,7 +123,7 @@ def fd_budget() -> int:
 
 def run_bench(s: BenchSettings) -> list[Step]:
     q = s.quick
-    steps: list[Step] = []
+    steps: list[Step] = [disk(s, "disk: fdatasync while writing like the store", "disk")]
     totals = [1000, 2000, 4000] if q else [1000, 2000, 4000, 6000, 8000, 12000, 16000, 20000,
                                             25000, 30000]
     ramp_users = 200 if q else 1000
@@ -119,6 +146,7 @@ def run_bench(s: BenchSettings) -> list[Step]:
                       f"{chat.latency_ms.p99:.1f} ms, lost {chat.lost}, "
                       f"{'exact' if chat.exact else 'NOT exact'}",
                       chat.latency_ms.p99 <= 25 and chat.exact, [chat]))
+    steps.append(disk(s, "disk again, right after the chat step", "disk-after-chat"))
 
     idle_n = 1000 if q else min(20_000, (fd_budget() - 500) // 2 * 2)
     idle = _run(s, "idle", _config(s, "idle", "confide", users=idle_n, duration_s=5.0 if q

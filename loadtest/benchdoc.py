@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loadtest.disk import STALL_MS, DiskReport
 from loadtest.report import Report
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ class Step:
     target: str
     measured: str
     met: bool | None  # None: no target, or not measurable here
-    reports: Sequence[Report]
+    reports: Sequence[Report]  # the load runs behind the figure (none for a disk probe)
+    disk: DiskReport | None = None  # a disk probe's full figures
 
 
 def _mark(met: bool | None) -> str:
@@ -49,6 +51,16 @@ def _run_row(r: Report) -> str:
             f"{r.sent:,} / {r.delivered:,} / {r.lost} / {r.duplicated} / {r.out_of_order} | "
             f"{r.errors} | {_opt(r.server_cpu_pct)} % / {_opt(r.server_rss_mb)} MB | "
             f"{_opt(gen.cpu_pct_mean)} % | {limited} |")
+
+
+def _disk_row(name: str, d: DiskReport) -> str:
+    delayed = ", ".join(f"> {t} ms {v:.2f} %" for t, v in sorted(d.delayed_share_pct.items()))
+    return (f"- {name}: {d.fsyncs:,} fdatasyncs of {d.block:,} B at {d.rate:g}/s in "
+            f"{d.seconds:.1f} s in `{d.folder}`; p50 {d.p50_ms:.2f} / p99 {d.p99_ms:.2f} / "
+            f"p99.9 {d.p999_ms:.1f} / max {d.max_ms:.0f} ms; stalled (fsyncs over "
+            f"{STALL_MS:.0f} ms) {d.stalled_share_pct:.2f} % of the time; messages delayed by "
+            "the disk alone "
+            f"{delayed}")
 
 
 def render(steps: Sequence[Step], machine: dict[str, object], settings: BenchSettings,
@@ -95,6 +107,11 @@ def render(steps: Sequence[Step], machine: dict[str, object], settings: BenchSet
             figures = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                                 for k, v in r.extra.items())
             lines.append(f"- {name} ({r.scenario}): {figures}")
+    probes = [(s.name, s.disk) for s in steps if s.disk is not None]
+    if probes:
+        lines += ["", "Disk probes (`python -m loadtest.disk`: a write and an `fdatasync` "
+                  "per slot into a preallocated file, as the store commits):", ""]
+        lines += [_disk_row(name, d) for name, d in probes]
     lines += ["", END]
     return "\n".join(lines)
 

@@ -134,7 +134,7 @@ def _plans(
     procs = max(1, min(config.procs, len(room_plans)))
     settings = ChatSettings(config.rate, config.jitter, config.typing_share,
                             config.read_every_s, config.padding, config.heartbeat_s)
-    cpus = _cpu_list(config.gen_cpus)
+    cpus = cpu_list(config.gen_cpus)
     return [
         WorkerPlan(
             index=k,
@@ -156,7 +156,7 @@ def _plans(
     ]
 
 
-def _cpu_list(spec: str) -> tuple[int, ...]:
+def cpu_list(spec: str) -> tuple[int, ...]:
     cpus: list[int] = []
     for part in filter(None, spec.split(",")):
         lo, _, hi = part.partition("-")
