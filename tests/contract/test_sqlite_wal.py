@@ -61,7 +61,14 @@ async def test_commits_are_grouped_and_the_wal_stays_short_while_writes_go_on(
     # Checkpointed: every commit appends its pages to the WAL (about 20 KiB here); the
     # WAL is copied into the database and started over, so it never holds them all.
     assert largest < max(8 << 20, store.commits * 4096 // 4), (largest, store.commits)
+    # ... by the checkpointer beside the writer, not inside the writer's commits, which
+    # checkpoint only past WRITER_AUTOCHECKPOINT frames, a WAL four times the largest seen.
+    assert largest * 4 < sqlite_store.WRITER_AUTOCHECKPOINT * 4096
+    assert store._checkpointer is not None
+    checkpointer = store._checkpointer.thread
     await store.close()
+    assert store.checkpoints >= 5, store.checkpoints
+    assert not checkpointer.is_alive()
     # Everything is in the database file itself after a clean close, every seq in place.
     db = sqlite3.connect(tmp_path / "c.db")
     try:
