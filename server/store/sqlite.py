@@ -178,13 +178,16 @@ class _Checkpointer:
 
     def copy(self, conn: sqlite3.Connection) -> int | None:
         """Copy WAL frames until fewer than CHECKPOINT_REST_FRAMES are left; how many are
-        left, or None when there was nothing to copy or another checkpoint was busy."""
+        left, or None when there was nothing to copy, another checkpoint was busy, or a
+        reader still reads frames older than the rest (a backup, say): next time, then."""
+        before = -1
         while True:
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if busy or frames <= 0:
+            if busy or frames <= 0 or copied <= before:
                 return None
             if frames - copied < CHECKPOINT_REST_FRAMES or self.stopping.is_set():
                 return int(frames - copied)
+            before = copied
 
     def copy_rest(self, conn: sqlite3.Connection) -> None:
         """On the writer's thread, between commits: copy the last frames."""

@@ -4,7 +4,9 @@ short by checkpoints, nothing lost on the way, and a clean close leaves no WAL b
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -113,4 +115,40 @@ async def test_read_marks_given_while_the_writer_is_busy_share_one_op(tmp_path: 
     assert await asyncio.gather(*waiting[1:]) == [502, 502]
     provider_mark = highest[rooms[0], UserId("p")]
     assert await store.reads(rooms[0]) == {UserId("c"): 502, UserId("p"): provider_mark}
+    await store.close()
+
+
+def _cpu_s(thread: threading.Thread) -> float:
+    """CPU seconds the thread has used (user + system), from /proc."""
+    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1]
+    utime, stime = fields.split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_a_reader_holding_old_frames_does_not_make_the_checkpointer_spin(
+        tmp_path: Path) -> None:
+    """A backup (any long read transaction) keeps the frames it reads from being copied;
+    the checkpointer waits for its next turn instead of retrying at once, and copies
+    everything once the reader is gone."""
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    rooms = [RoomId(f"r{i}") for i in range(20)]
+    for room in rooms:
+        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
+                                           "therapy", True, 0))
+    backup = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    backup.execute("BEGIN")
+    backup.execute("SELECT count(*) FROM rooms").fetchone()  # its snapshot: this moment
+    assert store._checkpointer is not None
+    checkpointer = store._checkpointer.thread
+    cpu_before = _cpu_s(checkpointer)
+    await _write_for(store, rooms, 1.5, tmp_path / "c.db-wal")
+    # About 15 looks in 1.5 s take next to nothing (0.00 s measured); a busy loop took
+    # half a second of CPU here, competing with the writers.
+    assert _cpu_s(checkpointer) - cpu_before < 0.15
+    backup.execute("COMMIT")
+    backup.close()
+    rounds = store._checkpointer.rounds
+    await _write_for(store, rooms, 1.0, tmp_path / "c.db-wal")
+    assert store._checkpointer.rounds > rounds  # the reader gone, the WAL starts over again
     await store.close()
