@@ -105,7 +105,10 @@ def _has_surrogate(value: object) -> bool:
 
 
 class Outgoing:
-    """A frame sent to many connections, encoded and framed at most once per encoding."""
+    """A frame sent to many connections, encoded and framed at most once per encoding.
+
+    The frame is shared (with its publisher, and in one process with every hub the event
+    reached): it is framed when first asked for and must not change before that."""
 
     __slots__ = ("_json", "_msgpack", "frame")
 
@@ -135,10 +138,11 @@ def iso(ms: int) -> str:
     of the date and time (a quarter of the cost)."""
     global _second
     second, milli = divmod(ms, 1000)
-    if _second[0] != second:
+    cached = _second  # read once: reader threads format times too
+    if cached[0] != second:
         text = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")
-        _second = (second, text.removesuffix("+00:00"))
-    return f"{_second[1]}.{milli:03d}+00:00"
+        cached = _second = (second, text.removesuffix("+00:00"))
+    return f"{cached[1]}.{milli:03d}+00:00"
 
 
 # -- reading client fields --------------------------------------------------------------

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
-from server.broker import Broker, MemoryBroker
-from server.broker.memory import Event
+from server.broker import Broker
+from server.broker.base import Event, InProcessBroker
 from server.codec import Frame, Outgoing
 from server.config import Settings
 from server.errors import NotFound
@@ -63,8 +63,8 @@ class Hub:
         self.connections: set[Connection] = set()
         self.started = time.monotonic()
         self.delivered = 0  # statistics: frames handed to connections by fan-out
-        # The embedded default's broker takes events without encoding them (see `_publish`).
-        self._local = broker if isinstance(broker, MemoryBroker) else None
+        # The embedded default's broker takes events without encoding them (see `_send`).
+        self._local = broker if isinstance(broker, InProcessBroker) else None
 
     async def start(self) -> None:
         await self.broker.start(self._on_event)

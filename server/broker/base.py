@@ -15,14 +15,21 @@ Guarantees every implementation gives (the contract suite checks each):
 - **The handler must not block.** It is called on the event loop with the channel and the
   payload bytes; it only queues work.
 - **Payloads are opaque bytes** (the hub's own encoding); brokers never log them.
+
+A broker whose nodes all live in one process may also be an `InProcessBroker`: it hands
+a hub the publisher's event object itself, with no encoding on the way. Such an event
+is shared by every hub it reaches, so neither the publisher nor a handler may change it
+once published.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Handler = Callable[[str, bytes], None]
+Event = tuple[Any, ...]
+EventHandler = Callable[[str, Event], None]
 
 
 class Broker(Protocol):
@@ -38,3 +45,16 @@ class Broker(Protocol):
     async def subscribe(self, channel: str) -> None: ...
 
     async def unsubscribe(self, channel: str) -> None: ...
+
+
+@runtime_checkable
+class InProcessBroker(Broker, Protocol):
+    """A `Broker` that can hand events over unencoded (see the module docstring)."""
+
+    def hand_over(self, handler: EventHandler) -> None:
+        """Events given to `publish_event` reach `handler` as they are."""
+
+    def publish_event(self, channel: str, event: Event,
+                      encode: Callable[[Event], bytes]) -> None:
+        """`publish` an event not yet encoded; subscribers without a `hand_over` handler
+        get `encode(event)`. Handlers have run when this returns."""

@@ -7,12 +7,8 @@ tests run several hubs in one process the way several nodes would run over Redis
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from server.broker.base import Handler
-
-Event = tuple[Any, ...]
-EventHandler = Callable[[str, Event], None]
+from server.broker.base import Event, EventHandler, Handler
 
 
 class MemoryBus:
@@ -23,7 +19,8 @@ class MemoryBus:
 
 
 class MemoryBroker:
-    """`Broker` within one process: delivery is a direct call, in publish order, never lost."""
+    """`InProcessBroker` within one process: delivery is a direct call, in publish order,
+    never lost."""
 
     def __init__(self, bus: MemoryBus | None = None) -> None:
         self._bus = bus or MemoryBus()

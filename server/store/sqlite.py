@@ -10,7 +10,7 @@ back to its savepoint and fails alone; a failed COMMIT fails the whole batch.
 The writer is the only place that assigns `seq`: it keeps each room's head in memory
 (read from the table on first use, dropped when a commit fails), so the next `seq` costs
 no query. Reads run on a small pool of threads with connections of their own. A
-checkpointer thread copies the WAL into the database beside the writer (`_Checkpointer`),
+checkpointer thread copies the WAL into the database beside the writer (`Checkpointer`),
 and read marks that wait for the writer share one op (`_ReadMarks`).
 """
 
@@ -40,6 +40,7 @@ from server.store.base import (
     StoredMessage,
     Tx,
 )
+from server.store.sqlite_checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
 from server.store.sqlite_tx import SESSION_SCHEMA, SQLiteTx
 
 log = logging.getLogger("confide.store")
@@ -121,82 +122,12 @@ WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this after a checkpoint
 # The writer's page cache (SQLite's default is 2 MB): with thousands of active rooms the
 # pages it touches outgrow the default, and every miss is a read from the OS.
 WRITER_CACHE_KIB = 64 << 10
-CHECKPOINT_EVERY_S = 0.1  # the checkpointer copies the WAL into the database this often
-CHECKPOINT_REST_FRAMES = 64  # ... until fewer frames than this are left for the writer
-# A safety net: past this many frames (80 MB) the writer checkpoints inside its commit, as
-# SQLite does by default at 1,000, in case the checkpointer cannot keep up.
-WRITER_AUTOCHECKPOINT = 20_000
 
 
 @dataclass(slots=True)
 class _Pending:
     op: Op
     future: asyncio.Future[Any]
-
-
-class _Checkpointer:
-    """Copies the WAL into the database beside the writer, so that commits do not wait.
-
-    SQLite's automatic checkpoint runs inside the commit that crosses its threshold: the
-    writer copies about 4 MB of pages and fsyncs the database while every write queued
-    behind it waits (70-280 ms on a busy disk here). This thread does that copying on a
-    connection of its own instead. A checkpoint beside a busy writer never quite catches
-    up (frames arrive while it copies), and the WAL starts over only once every frame is
-    in the database; so once fewer than CHECKPOINT_REST_FRAMES are left, this thread asks
-    the writer to copy the rest between two commits (a few pages and a short fsync), and
-    the writer's next transaction starts the WAL over.
-    """
-
-    def __init__(self, path: Path, synchronous: str) -> None:
-        self.path = path
-        self.synchronous = synchronous
-        self.stopping = threading.Event()
-        self.rest_asked = False  # set here; the writer copies the rest, then sets `rest_done`
-        self.rest_done = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="store-checkpoint", daemon=True)
-        self.rounds = 0  # statistics: rounds that left the rest to the writer
-
-    def run(self) -> None:
-        conn = connect(self.path, self.synchronous)
-        try:
-            while not self.stopping.wait(CHECKPOINT_EVERY_S):
-                try:
-                    left = self.copy(conn)
-                except sqlite3.Error as exc:
-                    log.warning("store checkpoint failed: %s", type(exc).__name__)
-                    continue
-                if left is None:
-                    continue
-                self.rest_done.clear()
-                self.rest_asked = True
-                while not self.rest_done.wait(CHECKPOINT_EVERY_S):  # no writes: no hurry
-                    if self.stopping.is_set():
-                        return
-                self.rounds += 1
-        finally:
-            conn.close()
-
-    def copy(self, conn: sqlite3.Connection) -> int | None:
-        """Copy WAL frames until fewer than CHECKPOINT_REST_FRAMES are left; how many are
-        left, or None when there was nothing to copy, another checkpoint was busy, or a
-        reader still reads frames older than the rest (a backup, say): next time, then."""
-        before = -1
-        while True:
-            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if busy or frames <= 0 or copied <= before:
-                return None
-            if frames - copied < CHECKPOINT_REST_FRAMES or self.stopping.is_set():
-                return int(frames - copied)
-            before = copied
-
-    def copy_rest(self, conn: sqlite3.Connection) -> None:
-        """On the writer's thread, between commits: copy the last frames."""
-        self.rest_asked = False
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:
-            log.warning("store checkpoint failed: %s", type(exc).__name__)
-        self.rest_done.set()
 
 
 class _ReadMarks:
@@ -209,20 +140,19 @@ class _ReadMarks:
     op's one future, which resolves after the commit, like any other write.
     """
 
-    __slots__ = ("future", "given", "store", "taken")
+    __slots__ = ("close", "future", "given", "taken")
 
-    def __init__(self, store: SQLiteStore, future: asyncio.Future[Any]) -> None:
-        self.store = store
+    def __init__(self, future: asyncio.Future[Any],
+                 close: Callable[[_ReadMarks], None]) -> None:
         self.future = future
+        self.close = close  # no more marks join this one (under the store's lock)
         self.given: dict[tuple[RoomId, UserId], int] = {}
         self.taken: dict[tuple[RoomId, UserId], int] | None = None
 
     def op(self, conn: sqlite3.Connection, _: _WriterState) -> dict[tuple[RoomId, UserId], int]:
         if self.taken is None:  # the first run closes it (an op may run twice)
-            with self.store._marks_lock:
-                if self.store._marks is self:
-                    self.store._marks = None
-                self.taken = self.given
+            self.close(self)
+            self.taken = self.given
         stored = {}
         for (room, user), seq in self.taken.items():
             stored[room, user] = conn.execute(
@@ -309,10 +239,10 @@ class SQLiteStore(_SessionMethods):
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_lock = threading.Lock()
-        self._checkpointer: _Checkpointer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._marks: _ReadMarks | None = None  # read marks waiting for the writer
         self._marks_lock = threading.Lock()
-        self.checkpoints = 0  # statistics: WAL copied into the database by the checkpointer
+        self._checkpoints = 0  # rounds of the checkpointers of earlier opens
         self.commits = 0  # statistics: transactions committed
         self.ops = 0  # statistics: writes committed
 
@@ -321,29 +251,46 @@ class SQLiteStore(_SessionMethods):
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        conn = await asyncio.to_thread(self._open_writer)
-        checkpointer = self._checkpointer = _Checkpointer(self.path, self._synchronous)
-        self._thread = threading.Thread(target=self._run, args=(conn, checkpointer),
-                                        name="store-writer", daemon=True)
-        self._thread.start()
-        checkpointer.thread.start()
+        conn, checkpoint_conn = await asyncio.to_thread(self._open_writer)
+        checkpointer = Checkpointer(checkpoint_conn)
+        writer = threading.Thread(target=self._run, args=(conn, checkpointer),
+                                  name="store-writer", daemon=True)
+        try:
+            writer.start()
+        except BaseException:
+            conn.close()
+            checkpoint_conn.close()
+            raise
+        self._thread = writer
+        self._checkpointer = checkpointer
+        try:
+            checkpointer.thread.start()
+        except RuntimeError:  # the writer checkpoints by itself (`after_commit`)
+            log.exception("the store's checkpointer could not start")
 
-    def _open_writer(self) -> sqlite3.Connection:
+    def _open_writer(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        """The writer's connection, and the checkpointer's."""
         if not self.path.exists():  # therapy content: readable by the node's user only
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = connect(self.path, self._synchronous)
-        conn.executescript(SCHEMA + SESSION_SCHEMA)
-        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-        conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
-        return conn
+        try:
+            conn.executescript(SCHEMA + SESSION_SCHEMA)
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
+            # the checkpointer's, with the writer's `synchronous`: it fsyncs like SQLite's own
+            return conn, connect(self.path, self._synchronous)
+        except BaseException:
+            conn.close()
+            raise
 
     async def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stopping.set()
-            await asyncio.to_thread(self._checkpointer.thread.join)
-            self.checkpoints += self._checkpointer.rounds
-            self._checkpointer = None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stopping.set()
+            if checkpointer.thread.is_alive():
+                await asyncio.to_thread(checkpointer.thread.join)
+            self._checkpoints += checkpointer.rounds
         if self._thread is not None:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
@@ -354,9 +301,15 @@ class SQLiteStore(_SessionMethods):
                 conn.close()
             self._read_conns.clear()
 
+    @property
+    def checkpoints(self) -> int:
+        """Statistics: rounds in which the checkpointer copied the WAL into the database."""
+        live = self._checkpointer.rounds if self._checkpointer is not None else 0
+        return self._checkpoints + live
+
     # -- the writer thread --------------------------------------------------------------
 
-    def _run(self, conn: sqlite3.Connection, checkpointer: _Checkpointer) -> None:
+    def _run(self, conn: sqlite3.Connection, checkpointer: Checkpointer) -> None:
         state = _WriterState()
         last_commit = 0.0
         try:
@@ -383,8 +336,7 @@ class SQLiteStore(_SessionMethods):
                     batch.append(item)
                 last_commit = time.monotonic()
                 self._commit(conn, state, batch)
-                if checkpointer.rest_asked:
-                    checkpointer.copy_rest(conn)
+                checkpointer.after_commit(conn)
                 if stop:
                     break
         finally:
@@ -588,13 +540,19 @@ class SQLiteStore(_SessionMethods):
         key = (room, user)
         with self._marks_lock:
             marks = self._marks
-            if marks is None:
-                marks = self._marks = _ReadMarks(self, self._loop.create_future())
+            # done without being taken: its batch failed before it ran (a failed BEGIN)
+            if marks is None or marks.future.done():
+                marks = self._marks = _ReadMarks(self._loop.create_future(), self._close_marks)
                 self._queue.put(_Pending(marks.op, marks.future))
             marks.given[key] = max(marks.given.get(key, 0), seq)
         # shielded: the future is shared, a cancelled caller must not cancel the others
         stored = await asyncio.shield(marks.future)
         return cast(int, stored[key])
+
+    def _close_marks(self, marks: _ReadMarks) -> None:
+        with self._marks_lock:
+            if self._marks is marks:
+                self._marks = None
 
     async def reads(self, room: RoomId) -> dict[UserId, int]:
         rows = await self._read(lambda c: c.execute(

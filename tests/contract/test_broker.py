@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from support.client import TIMEOUT
 
 from server.broker import Broker, MemoryBroker
+from server.broker.base import InProcessBroker
 from server.broker.memory import MemoryBus
 
 Pair = tuple[Broker, Broker]
@@ -218,6 +219,7 @@ async def test_memory_broker_hands_events_over_unencoded_and_encodes_for_the_oth
     encoded once for all of them; brokers not following the channel get nothing."""
     bus = MemoryBus()
     local, plain, other, stranger = (MemoryBroker(bus) for _ in range(4))
+    assert isinstance(local, InProcessBroker)
     handed: list[tuple[str, object]] = []
     plain_inbox, other_inbox, stranger_inbox = Inbox(), Inbox(), Inbox()
     await local.start(lambda c, p: pytest.fail("the hand-over handler should get it"))

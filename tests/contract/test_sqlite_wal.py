@@ -10,8 +10,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from server.errors import InternalError
 from server.ids import RoomId, UserId
-from server.store import RoomRecord
+from server.store import RoomRecord, sqlite_checkpoint
 from server.store import sqlite as sqlite_store
 from server.store.sqlite import SQLiteStore
 
@@ -148,7 +151,58 @@ async def test_a_reader_holding_old_frames_does_not_make_the_checkpointer_spin(
     assert _cpu_s(checkpointer) - cpu_before < 0.15
     backup.execute("COMMIT")
     backup.close()
-    rounds = store._checkpointer.rounds
+    rounds = store.checkpoints
     await _write_for(store, rooms, 1.0, tmp_path / "c.db-wal")
-    assert store._checkpointer.rounds > rounds  # the reader gone, the WAL starts over again
+    assert store.checkpoints > rounds  # the reader gone, the WAL starts over again
     await store.close()
+
+
+async def test_read_marks_work_again_after_a_batch_failed_before_they_were_written(
+        tmp_path: Path) -> None:
+    """Another process holding the write lock makes a whole batch fail (`internal`) before
+    its read-mark op runs; the next mark must not join that failed op."""
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    room = RoomId("r")
+    await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay", "therapy",
+                                       True, 0))
+    await store._write(lambda conn, _: conn.execute("PRAGMA busy_timeout=100"))
+    other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, held
+    with pytest.raises(InternalError):
+        await store.set_read(room, UserId("c"), 3)
+    other.execute("ROLLBACK")
+    other.close()
+    assert await store.set_read(room, UserId("c"), 4) == 4
+    assert await store.reads(room) == {UserId("c"): 4}
+    await store.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_the_writer_checkpoints_by_itself_once_the_checkpointer_is_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpointer thread that ends on a fault of its own (not stopped) is noticed by
+    the writer, which goes back to SQLite's own checkpoints: the WAL stays short."""
+
+    def broken(self: sqlite_checkpoint.Checkpointer) -> int | None:
+        raise RuntimeError("a fault in the checkpointer")
+
+    monkeypatch.setattr(sqlite_checkpoint.Checkpointer, "_copy", broken)
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    rooms = [RoomId(f"r{i}") for i in range(20)]
+    for room in rooms:
+        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
+                                           "therapy", True, 0))
+    written, largest = await _write_for(store, rooms, 2.0, tmp_path / "c.db-wal")
+    pages = await store._write(
+        lambda conn, _: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    assert pages == sqlite_checkpoint.ALONE_AUTOCHECKPOINT
+    assert "the writer checkpoints by itself" in caplog.text
+    assert largest < 8 << 20, largest  # about 1,000 pages and the commit that crossed them
+    assert store.checkpoints == 0
+    await store.close()
+    db = sqlite3.connect(tmp_path / "c.db")
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == written
+    db.close()
