@@ -267,6 +267,7 @@ class SQLiteStore(_SessionMethods):
             checkpointer.thread.start()
         except RuntimeError:  # the writer checkpoints by itself (`after_commit`)
             log.exception("the store's checkpointer could not start")
+            checkpoint_conn.close()
 
     def _open_writer(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         """The writer's connection, and the checkpointer's."""
