@@ -23,6 +23,17 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+async def _open_with_rooms(tmp_path: Path, count: int) -> tuple[SQLiteStore, list[RoomId]]:
+    """A store in `tmp_path` with `count` rooms r0, r1, ... of client c and provider p."""
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    rooms = [RoomId(f"r{i}") for i in range(count)]
+    for room in rooms:
+        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
+                                           "therapy", True, 0))
+    return store, rooms
+
+
 async def _write_for(store: SQLiteStore, rooms: list[RoomId], seconds: float,
                      wal: Path) -> tuple[int, int]:
     """Append from 10 writers for `seconds`; (messages written, largest WAL seen)."""
@@ -52,12 +63,7 @@ async def _write_for(store: SQLiteStore, rooms: list[RoomId], seconds: float,
 
 async def test_commits_are_grouped_and_the_wal_stays_short_while_writes_go_on(
         tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db")
-    await store.open()
-    rooms = [RoomId(f"r{i}") for i in range(20)]
-    for room in rooms:
-        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
-                                           "therapy", True, 0))
+    store, rooms = await _open_with_rooms(tmp_path, 20)
     wal = tmp_path / "c.db-wal"
     written, largest = await _write_for(store, rooms, 3.0, wal)
     # Grouped: writes that arrive within MIN_COMMIT_INTERVAL_S of a commit share the next.
@@ -91,12 +97,7 @@ async def test_commits_are_grouped_and_the_wal_stays_short_while_writes_go_on(
 async def test_read_marks_given_while_the_writer_is_busy_share_one_op(tmp_path: Path) -> None:
     """A client marks nearly every message it sees as read: marks waiting for the writer
     are written by one op (the highest per room and user), not one op each."""
-    store = SQLiteStore(tmp_path / "c.db")
-    await store.open()
-    rooms = [RoomId(f"r{i}") for i in range(10)]
-    for room in rooms:
-        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
-                                           "therapy", True, 0))
+    store, rooms = await _open_with_rooms(tmp_path, 10)
     ops_before = store.ops
     marks = [(rooms[i % 10], UserId("cp"[i // 10 % 2]), (i * 37) % 101) for i in range(400)]
     stored = await asyncio.gather(*(store.set_read(room, user, seq)
@@ -133,12 +134,7 @@ async def test_a_reader_holding_old_frames_does_not_make_the_checkpointer_spin(
     """A backup (any long read transaction) keeps the frames it reads from being copied;
     the checkpointer waits for its next turn instead of retrying at once, and copies
     everything once the reader is gone."""
-    store = SQLiteStore(tmp_path / "c.db")
-    await store.open()
-    rooms = [RoomId(f"r{i}") for i in range(20)]
-    for room in rooms:
-        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
-                                           "therapy", True, 0))
+    store, rooms = await _open_with_rooms(tmp_path, 20)
     backup = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
     backup.execute("BEGIN")
     backup.execute("SELECT count(*) FROM rooms").fetchone()  # its snapshot: this moment
@@ -161,11 +157,7 @@ async def test_read_marks_work_again_after_a_batch_failed_before_they_were_writt
         tmp_path: Path) -> None:
     """Another process holding the write lock makes a whole batch fail (`internal`) before
     its read-mark op runs; the next mark must not join that failed op."""
-    store = SQLiteStore(tmp_path / "c.db")
-    await store.open()
-    room = RoomId("r")
-    await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay", "therapy",
-                                       True, 0))
+    store, (room,) = await _open_with_rooms(tmp_path, 1)
     await store._write(lambda conn, _: conn.execute("PRAGMA busy_timeout=100"))
     other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # the write lock, held
@@ -189,12 +181,7 @@ async def test_the_writer_checkpoints_by_itself_once_the_checkpointer_is_gone(
         raise RuntimeError("a fault in the checkpointer")
 
     monkeypatch.setattr(sqlite_checkpoint.Checkpointer, "_copy", broken)
-    store = SQLiteStore(tmp_path / "c.db")
-    await store.open()
-    rooms = [RoomId(f"r{i}") for i in range(20)]
-    for room in rooms:
-        await store.create_room(RoomRecord(room, UserId("c"), UserId("p"), "self_pay",
-                                           "therapy", True, 0))
+    store, rooms = await _open_with_rooms(tmp_path, 20)
     written, largest = await _write_for(store, rooms, 2.0, tmp_path / "c.db-wal")
     pages = await store._write(
         lambda conn, _: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
