@@ -192,7 +192,7 @@ async def _signal_in(
                 if flow.on_receive(n, receiver.check(n, n)):
                     t0 = sent_at.pop((other.user, n), None)
                     if t0 is not None:
-                        worker.meter.record_latency(time.monotonic_ns() - t0)
+                        worker.meter.latency.record_ns(time.monotonic_ns() - t0)
     except TimeoutError:
         pass
     except ConnectionClosed:

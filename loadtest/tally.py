@@ -245,12 +245,6 @@ class Meter:
         self.frames_in = 0
         self.frames_out = 0
 
-    def record_latency(self, ns: int) -> None:
-        self.latency.record_ns(ns)
-
-    def record_ack(self, ns: int) -> None:
-        self.ack.record_ns(ns)
-
     def record_setup(self, ns: int) -> None:
         self.setups += 1
         self.setup.record_ns(ns)
