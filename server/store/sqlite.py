@@ -141,10 +141,9 @@ class _ReadMarks:
     """
 
     __slots__ = ("close", "future", "given", "taken")
+    future: asyncio.Future[Any]  # the op's, set when it is queued
 
-    def __init__(self, future: asyncio.Future[Any],
-                 close: Callable[[_ReadMarks], None]) -> None:
-        self.future = future
+    def __init__(self, close: Callable[[_ReadMarks], None]) -> None:
         self.close = close  # no more marks join this one (under the store's lock)
         self.given: dict[tuple[RoomId, UserId], int] = {}
         self.taken: dict[tuple[RoomId, UserId], int] | None = None
@@ -397,13 +396,17 @@ class SQLiteStore(_SessionMethods):
                 results.append((pending, value, None))
         return results
 
-    async def _write(self, op: Op) -> Any:
+    def _submit(self, op: Op) -> asyncio.Future[Any]:
+        """Queue `op` for the writer; its future resolves after the commit."""
         if self._thread is None:
             raise InternalError("the store is closed")
         assert self._loop is not None
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put(_Pending(op, future))
-        return await future
+        return future
+
+    async def _write(self, op: Op) -> Any:
+        return await self._submit(op)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -535,16 +538,14 @@ class SQLiteStore(_SessionMethods):
 
     async def set_read(self, room: RoomId, user: UserId, seq: int) -> int:
         """Read marks given while the writer is busy share one op (see `_ReadMarks`)."""
-        if self._thread is None:
-            raise InternalError("the store is closed")
-        assert self._loop is not None
         key = (room, user)
         with self._marks_lock:
             marks = self._marks
             # done without being taken: its batch failed before it ran (a failed BEGIN)
             if marks is None or marks.future.done():
-                marks = self._marks = _ReadMarks(self._loop.create_future(), self._close_marks)
-                self._queue.put(_Pending(marks.op, marks.future))
+                marks = _ReadMarks(self._close_marks)
+                marks.future = self._submit(marks.op)
+                self._marks = marks
             marks.given[key] = max(marks.given.get(key, 0), seq)
         # shielded: the future is shared, a cancelled caller must not cancel the others
         stored = await asyncio.shield(marks.future)
