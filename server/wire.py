@@ -13,8 +13,11 @@ task per direction in between:
   connections it goes to) and written straight to the transport; while the transport's
   buffer is above its high-water mark they wait in a bounded list of pending frames, and
   a client that lets that list fill up is closed (4408) by its `Connection`;
-- pings are sent by one node-wide heartbeat (`Wires.run`), not a timer per connection:
-  a connection that sent nothing for a whole interval after a ping is dropped;
+- pings are sent by one node-wide heartbeat (`Wires.run`), not a timer per connection,
+  and spread over the interval: each connection belongs to one of its ticks, so a node
+  with thousands of connections never writes thousands of pings (and reads thousands of
+  pongs) at one moment. A connection that sent nothing for a whole interval after a
+  ping is dropped;
 - uvicorn's graceful shutdown calls `shutdown()`: the request being handled finishes,
   then the client is closed with 1012.
 
@@ -61,19 +64,47 @@ _INBOX_LOW: Final = 16
 _PING: Final = frame(OP_PING, b"")
 
 
+# The heartbeat interval is cut into this many ticks (each at least `_MIN_TICK_S` long);
+# every connection is pinged at its own tick, once an interval.
+_HEARTBEAT_TICKS: Final = 100
+_MIN_TICK_S: Final = 0.01
+
+
 class Wires:
     """The open websockets of one node, and the heartbeat that pings them."""
 
     def __init__(self, heartbeat_s: float) -> None:
         self.heartbeat_s = heartbeat_s
         self.open: set[Wire] = set()
+        ticks = max(1, min(_HEARTBEAT_TICKS, int(heartbeat_s / _MIN_TICK_S)))
+        self._ticks: list[set[Wire]] = [set() for _ in range(ticks)]
+        self._next_tick = 0  # the tick the next connection joins: round robin
+
+    def add(self, wire: Wire) -> None:
+        tick = self._next_tick
+        self._next_tick = (tick + 1) % len(self._ticks)
+        wire._tick = tick
+        self._ticks[tick].add(wire)
+        self.open.add(wire)
+
+    def discard(self, wire: Wire) -> None:
+        if wire in self.open:
+            self.open.discard(wire)
+            self._ticks[wire._tick].discard(wire)
 
     async def run(self) -> None:
-        """Every interval: drop the connections that sent nothing since the last ping."""
+        """Every tick, ping that tick's connections; a connection that sent nothing since
+        its last ping, a whole interval ago, is dropped."""
+        loop = asyncio.get_running_loop()
+        step = self.heartbeat_s / len(self._ticks)
+        due = loop.time()
+        tick = 0
         while True:
-            await asyncio.sleep(self.heartbeat_s)
-            for wire in tuple(self.open):
+            due += step
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            for wire in tuple(self._ticks[tick]):
                 wire.heartbeat()
+            tick = (tick + 1) % len(self._ticks)
 
 
 Serve = Callable[["Wire"], Awaitable[None]]
@@ -91,7 +122,7 @@ class Wire(asyncio.Protocol):
 
     __slots__ = ("_alive", "_buf", "_frag_op", "_frag_size", "_fragments", "_inbox",
                  "_need", "_paused", "_pending", "_reading", "_skip", "_space", "_state", "_task",
-                 "_timer", "_waiter", "connections", "encoding",
+                 "_tick", "_timer", "_waiter", "connections", "encoding",
                  "shutting_down", "transport")
 
     def __init__(self, config: Any = None, server_state: Any = None,
@@ -114,6 +145,7 @@ class Wire(asyncio.Protocol):
         self._pending: deque[bytes] | None = None
         self._space: asyncio.Event | None = None
         self._alive = True
+        self._tick = 0  # set by `Wires.add`
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.shutting_down = False
@@ -145,7 +177,7 @@ class Wire(asyncio.Protocol):
             self._timer = None
         self._wake()
         self._signal_space()
-        self.wires.open.discard(self)
+        self.wires.discard(self)
         if self.connections is not None:
             self.connections.discard(self)
 
@@ -289,7 +321,7 @@ class Wire(asyncio.Protocol):
                                  f"{k}: {v}\r\n".encode() for k, v in headers.items())
                              + b"\r\n")
         self._state = _OPEN
-        self.wires.open.add(self)
+        self.wires.add(self)
         if self.connections is not None:
             self.connections.add(self)
         self._task = asyncio.get_running_loop().create_task(self._serve())

@@ -243,3 +243,40 @@ async def test_a_client_that_never_answers_the_close_loses_the_connection(
         assert await raw.eof()  # no close frame from us: the node ends it after its timeout
         assert asyncio.get_running_loop().time() - started < 2
         raw.close()
+
+
+async def test_heartbeat_pings_are_spread_over_the_interval(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each connection is pinged once an interval, at its own moment: thousands of
+    connections never get their pings (and send their pongs) in one burst."""
+    from support.nodes import node_in_process
+
+    interval = 1.0
+    async with node_in_process(tmp_path_factory.mktemp("d"), heartbeat_s=interval) as node:
+        raws = []
+        for i in range(40):  # (users may hold only a few connections each)
+            raw, _ = await Raw.open(node)
+            raw.hello(node, f"u{i}")
+            assert (await raw.message())["t"] == "welcome"
+            raws.append(raw)
+        loop = asyncio.get_running_loop()
+
+        async def two_pings(raw: Raw) -> list[float]:
+            seen: list[float] = []
+            while len(seen) < 2:
+                opcode, payload = await asyncio.wait_for(raw.frame(), 3 * interval)
+                if opcode == 0x9:
+                    seen.append(loop.time())
+                    raw.send(0xA, payload)  # the pong keeps the connection alive
+            return seen
+
+        pings = await asyncio.gather(*(two_pings(raw) for raw in raws))
+        firsts = sorted(p[0] for p in pings)
+        assert firsts[-1] - firsts[0] >= 0.25 * interval  # not one burst
+        busiest = max(sum(1 for t in firsts if start <= t < start + 0.05)
+                      for start in firsts)
+        assert busiest <= 20  # (all 40 in one burst before)
+        for first, second in pings:  # and every connection once an interval
+            assert abs(second - first - interval) < 0.3 * interval
+        for raw in raws:
+            raw.close()
