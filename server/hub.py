@@ -13,6 +13,7 @@ default takes them as they are (`MemoryBroker.hand_over`), so one node encodes n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -65,6 +66,7 @@ class Hub:
         self.delivered = 0  # statistics: frames handed to connections by fan-out
         # The embedded default's broker takes events without encoding them (see `_send`).
         self._local = broker if isinstance(broker, InProcessBroker) else None
+        self._publishing: set[asyncio.Task[None]] = set()  # `relay_soon`'s, over a broker
 
     async def start(self) -> None:
         await self.broker.start(self._on_event)
@@ -164,6 +166,23 @@ class Hub:
                     skip_conn: str | None = None) -> None:
         """Fan out an ephemeral frame; `skip_user`'s connections and `skip_conn` miss it."""
         await self._publish(room, EV_RELAY, frame, skip_user, skip_conn)
+
+    def relay_soon(self, room: RoomId, frame: Frame, skip_conn: str | None = None) -> None:
+        """`relay`, from a callback: at once within one node, else through the broker in a
+        task of its own."""
+        event: Event = (EV_RELAY, room, frame, None, skip_conn)
+        if self._local is not None:
+            self._local.publish_event(channel(room), event, _encode)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.broker.publish(channel(room), _encode(event)))
+        self._publishing.add(task)
+        task.add_done_callback(self._published)
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        self._publishing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a relay could not be published: %s", type(task.exception()).__name__)
 
     async def direct(self, user: UserId, conn_id: str, frame: Frame) -> None:
         """Send `frame` to one connection of `user`, on whichever node it is."""

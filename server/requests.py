@@ -192,11 +192,20 @@ class Requests:
             head = await self.store.head(record.room)
             if seq > head:
                 raise BadRequest(f"`seq` {seq} is past the room's head {head}")
-        stored = await self.store.set_read(record.room, conn.user, seq)
-        out: Frame = {"t": "read", "room": record.room, "user": conn.user, "seq": stored}
-        await self.hub.relay(record.room, out, skip_conn=conn.id)
-        if rid is not None:  # the reader's own devices got the relay; this one asked
-            conn.send(_reply({**out}, rid))  # `out` went to the hub as it was
+        room, user = record.room, conn.user
+        if rid is None:  # nobody waits for an answer: stored with others, then relayed
+            def stored_then_relayed(stored: int | None) -> None:
+                if stored is not None:  # (if not, the store logged why)
+                    self.hub.relay_soon(room, {"t": "read", "room": room, "user": user,
+                                               "seq": stored}, skip_conn=conn.id)
+
+            self.store.read_later(room, user, seq, stored_then_relayed)
+            return
+        stored = await self.store.set_read(room, user, seq)
+        out: Frame = {"t": "read", "room": room, "user": user, "seq": stored}
+        await self.hub.relay(room, out, skip_conn=conn.id)
+        # the reader's own devices got the relay; this one asked
+        conn.send(_reply({**out}, rid))  # `out` went to the hub as it was
 
     async def ping(self, conn: Connection, frame: Frame, rid: object) -> None:
         n = frame.get("n")

@@ -218,6 +218,12 @@ class Store(SessionStore, Protocol):
     async def set_read(self, room: RoomId, user: UserId, seq: int) -> int:
         """Raise `user`'s read mark to `seq`; the stored mark after the call."""
 
+    def read_later(self, room: RoomId, user: UserId, seq: int,
+                   then: Callable[[int | None], None]) -> None:
+        """`set_read` for a caller that does not wait: the store may hold the mark a
+        moment to write it with others; `then(stored)` is called on the event loop once
+        it is stored, or with `None` if it could not be."""
+
     async def reads(self, room: RoomId) -> dict[UserId, int]: ...
 
     async def head_and_reads(self, room: RoomId) -> tuple[int, dict[UserId, int]]:

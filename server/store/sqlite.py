@@ -118,6 +118,7 @@ class _WriterState:
 Op = Callable[[sqlite3.Connection, _WriterState], Any]
 
 MIN_COMMIT_INTERVAL_S = 0.002  # group commit: at most about 500 commits a second
+READ_MARK_DELAY_S = 0.05  # marks nobody waits for are written together, this often
 WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this after a checkpoint
 # The writer's page cache (SQLite's default is 2 MB): with thousands of active rooms the
 # pages it touches outgrow the default, and every miss is a read from the OS.
@@ -135,18 +136,32 @@ class _ReadMarks:
 
     A client sends a read mark for nearly every message it sees, so marks arrive as often
     as messages. One op per mark would double the writer's work; instead the first mark
-    queues an op and later marks join it (the highest per room and user) until the writer
-    takes it, which closes it: the next mark starts a new one. Every caller awaits the
-    op's one future, which resolves after the commit, like any other write.
+    opens a batch and later marks join it (the highest per room and user) until the writer
+    takes it, which closes it: the next mark opens a new one. Every waiting caller awaits
+    the batch's one future, which resolves after the commit, like any other write.
+
+    A batch opened by `read_later` (a mark nobody waits for) is *held*: it goes to the
+    writer READ_MARK_DELAY_S later, so the marks of that time share one transaction
+    instead of riding in most of the commits of the messages. A caller that waits
+    (`set_read`) sends a held batch to the writer at once.
     """
 
-    __slots__ = ("close", "future", "given", "taken")
-    future: asyncio.Future[Any]  # the op's, set when it is queued
+    __slots__ = ("close", "future", "given", "held", "taken", "then")
 
-    def __init__(self, close: Callable[[_ReadMarks], None]) -> None:
+    def __init__(self, close: Callable[[_ReadMarks], None],
+                 future: asyncio.Future[Any]) -> None:
         self.close = close  # no more marks join this one (under the store's lock)
+        self.future = future  # the op's
         self.given: dict[tuple[RoomId, UserId], int] = {}
         self.taken: dict[tuple[RoomId, UserId], int] | None = None
+        self.held: asyncio.TimerHandle | None = None  # until it goes to the writer
+        self.then: list[tuple[tuple[RoomId, UserId], Callable[[int | None], None]]] = []
+
+    def done(self, future: asyncio.Future[Any]) -> None:
+        """On the loop, once written (or failed): tell the callers of `read_later`."""
+        stored = None if future.cancelled() or future.exception() else future.result()
+        for key, then in self.then:
+            then(None if stored is None else stored[key])
 
     def op(self, conn: sqlite3.Connection, _: _WriterState) -> dict[tuple[RoomId, UserId], int]:
         if self.taken is None:  # the first run closes it (an op may run twice)
@@ -292,6 +307,9 @@ class SQLiteStore(_SessionMethods):
                 await asyncio.to_thread(checkpointer.thread.join)
             self._checkpoints += checkpointer.rounds
         if self._thread is not None:
+            with self._marks_lock:
+                if self._marks is not None:  # marks held for company: written now
+                    self._release(self._marks)
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -539,17 +557,46 @@ class SQLiteStore(_SessionMethods):
     async def set_read(self, room: RoomId, user: UserId, seq: int) -> int:
         """Read marks given while the writer is busy share one op (see `_ReadMarks`)."""
         key = (room, user)
+        marks = self._mark(key, seq, hold=False)
+        # shielded: the future is shared, a cancelled caller must not cancel the others
+        stored = await asyncio.shield(marks.future)
+        return cast(int, stored[key])
+
+    def read_later(self, room: RoomId, user: UserId, seq: int,
+                   then: Callable[[int | None], None]) -> None:
+        """Like `set_read`, without waiting: the mark may wait READ_MARK_DELAY_S for others
+        to share its commit; `then(stored)` runs on the loop once it is written (`None`
+        if the write failed)."""
+        key = (room, user)
+        self._mark(key, seq, hold=True).then.append((key, then))
+
+    def _mark(self, key: tuple[RoomId, UserId], seq: int, hold: bool) -> _ReadMarks:
+        """The batch `key`'s mark joined: the open one, or a new one."""
+        if self._thread is None:
+            raise InternalError("the store is closed")
+        assert self._loop is not None
         with self._marks_lock:
             marks = self._marks
             # done without being taken: its batch failed before it ran (a failed BEGIN)
             if marks is None or marks.future.done():
-                marks = _ReadMarks(self._close_marks)
-                marks.future = self._submit(marks.op)
+                marks = _ReadMarks(self._close_marks, self._loop.create_future())
+                marks.future.add_done_callback(marks.done)
                 self._marks = marks
+                if hold:
+                    marks.held = self._loop.call_later(READ_MARK_DELAY_S, self._release, marks)
+                else:
+                    self._queue.put(_Pending(marks.op, marks.future))
+            elif not hold and marks.held is not None:
+                self._release(marks)
             marks.given[key] = max(marks.given.get(key, 0), seq)
-        # shielded: the future is shared, a cancelled caller must not cancel the others
-        stored = await asyncio.shield(marks.future)
-        return cast(int, stored[key])
+        return marks
+
+    def _release(self, marks: _ReadMarks) -> None:
+        """A held batch goes to the writer."""
+        if marks.held is not None:
+            marks.held.cancel()
+            marks.held = None
+            self._queue.put(_Pending(marks.op, marks.future))
 
     def _close_marks(self, marks: _ReadMarks) -> None:
         with self._marks_lock:

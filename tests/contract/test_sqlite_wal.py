@@ -122,6 +122,52 @@ async def test_read_marks_given_while_the_writer_is_busy_share_one_op(tmp_path: 
     await store.close()
 
 
+async def test_read_marks_nobody_waits_for_are_held_and_written_together(
+        tmp_path: Path) -> None:
+    """`read_later` holds a batch READ_MARK_DELAY_S so the marks of that time share one
+    commit; each caller hears its stored mark on the loop; a waiting `set_read` sends a
+    held batch at once; closing the store writes what is held."""
+    store, rooms = await _open_with_rooms(tmp_path, 10)
+    loop = asyncio.get_running_loop()
+    heard: list[tuple[int, int | None, float]] = []
+    all_heard = asyncio.Event()
+
+    def hear(i: int, stored: int | None) -> None:
+        heard.append((i, stored, loop.time()))
+        if len(heard) == 200:
+            all_heard.set()
+
+    commits_before = store.commits
+    started = loop.time()
+    for i in range(200):
+        store.read_later(rooms[i % 10], UserId("c"), i, lambda stored, i=i: hear(i, stored))
+        if i % 50 == 49:
+            await asyncio.sleep(0.005)  # marks keep joining while the batch is held
+    assert heard == []  # nothing is answered before it is stored
+    await asyncio.wait_for(all_heard.wait(), 5)
+    assert store.commits - commits_before == 1  # 200 marks, one transaction
+    assert min(t for _, _, t in heard) - started >= sqlite_store.READ_MARK_DELAY_S * 0.9
+    for i, stored, _ in heard:  # the highest of the batch for that room and user
+        assert stored == max(j for j in range(200) if j % 10 == i % 10)
+    assert await store.reads(rooms[3]) == {UserId("c"): 193}
+
+    # A caller that waits does not wait for the hold, and takes the held marks with it.
+    store.read_later(rooms[0], UserId("p"), 7, lambda stored: heard.append((-1, stored, 0.0)))
+    started = loop.time()
+    assert await store.set_read(rooms[1], UserId("p"), 9) == 9
+    assert loop.time() - started < sqlite_store.READ_MARK_DELAY_S
+    await asyncio.sleep(0)
+    assert heard[-1][:2] == (-1, 7)
+
+    # Held marks are written when the store closes.
+    store.read_later(rooms[2], UserId("p"), 11, lambda stored: None)
+    await store.close()
+    again = SQLiteStore(tmp_path / "c.db")
+    await again.open()
+    assert await again.reads(rooms[2]) == {UserId("c"): 192, UserId("p"): 11}
+    await again.close()
+
+
 def _cpu_s(thread: threading.Thread) -> float:
     """CPU seconds the thread has used (user + system), from /proc."""
     fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1]
@@ -161,10 +207,13 @@ async def test_read_marks_work_again_after_a_batch_failed_before_they_were_writt
     await store._write(lambda conn, _: conn.execute("PRAGMA busy_timeout=100"))
     other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # the write lock, held
+    heard: list[int | None] = []
+    store.read_later(room, UserId("p"), 2, heard.append)  # nobody waits: told `None`
     with pytest.raises(InternalError):
         await store.set_read(room, UserId("c"), 3)
     other.execute("ROLLBACK")
     other.close()
+    assert heard == [None]
     assert await store.set_read(room, UserId("c"), 4) == 4
     assert await store.reads(room) == {UserId("c"): 4}
     await store.close()

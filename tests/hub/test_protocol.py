@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
 from support.client import MS, Client
 from support.nodes import RunningNode
+
+from server.ids import RoomId
 
 ENCODINGS = ["msgpack", "json"]
 
@@ -136,8 +140,6 @@ async def test_typing_is_relayed_to_the_other_member_only(node: RunningNode,
 
 async def node_head(node: RunningNode, room: str) -> int:
     assert node.node is not None
-    from server.ids import RoomId
-
     return await node.node.store.head(RoomId(room))
 
 
@@ -158,6 +160,32 @@ async def test_read_receipts_are_stored_and_seen_after_reconnect(node: RunningNo
     assert subbed["reads"] == {"provider-1": 3}
     bad = await provider.request({"t": "read", "room": room, "seq": 99})
     assert bad["t"] == "error" and bad["code"] == "bad_request"
+
+
+async def test_a_read_without_id_is_relayed_once_stored_and_not_answered(
+        node: RunningNode, encoding: str) -> None:
+    """Receipts without `id` are written together (held a moment), then relayed to the
+    other member and the reader's other devices; the reader's connection gets nothing."""
+    room, client, provider = await pair(node, encoding)
+    for i in range(3):
+        await client.send_text(room, "x", i)
+    await client.sub(room)
+    await provider.sub(room)
+    tablet = await Client.connect(node.url, node.token("provider-1", "provider"), encoding)
+    await tablet.sub(room)
+    await provider.send({"t": "read", "room": room, "seq": 2})
+    want = {"t": "read", "room": room, "user": "provider-1", "seq": 2}
+    assert await client.next_type("read") == want
+    assert await tablet.next_type("read") == want
+    with pytest.raises(TimeoutError):
+        await provider.next_type("read", timeout=200 * MS)
+    assert (await provider.request({"t": "ping"}))["t"] == "pong"  # still serving
+    assert node.node is not None
+    assert await node.node.store.reads(RoomId(room)) == {"provider-1": 2}
+    bad = {"t": "read", "room": room, "seq": 99}  # refused before anything is held
+    await provider.send(bad)
+    assert (await provider.next_type("error"))["code"] == "bad_request"
+    await tablet.close()
 
 
 async def test_presence_online_while_any_device_connected(node: RunningNode,
@@ -269,3 +297,51 @@ async def test_oversized_frame_is_refused_with_too_large(tmp_path: object) -> No
                                     "body": "y" * 2000})
         assert err["code"] == "too_large"
         assert (await client.request({"t": "ping"}))["t"] == "pong"
+
+
+class BytesOnlyBroker:
+    """The in-process bus seen through the plain `Broker` calls only: every event is
+    encoded and decoded on the way, as over Redis."""
+
+    def __init__(self) -> None:
+        from server.broker.memory import MemoryBroker
+
+        self._inner = MemoryBroker()
+
+    async def start(self, handler: Callable[[str, bytes], None]) -> None:
+        await self._inner.start(handler)
+
+    async def stop(self) -> None:
+        await self._inner.stop()
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        await asyncio.sleep(0)  # a network broker's publish suspends
+        await self._inner.publish(channel, payload)
+
+    async def subscribe(self, channel: str) -> None:
+        await self._inner.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._inner.unsubscribe(channel)
+
+
+async def test_messages_and_receipts_through_a_broker_that_carries_bytes(
+        tmp_path: Path) -> None:
+    """With a broker that only carries bytes (not handed over in process), a message and
+    a receipt without `id` (relayed from a callback, in a task) still reach the other
+    member."""
+    from support.nodes import node_in_process
+
+    from server.broker.base import InProcessBroker
+
+    broker = BytesOnlyBroker()
+    assert not isinstance(broker, InProcessBroker)
+    async with node_in_process(tmp_path / "d", broker=broker) as node:
+        room, client, provider = await pair(node, "msgpack")
+        await client.sub(room)
+        await provider.sub(room)
+        await client.send_text(room, "x", 1)
+        assert (await provider.next_type("msg"))["seq"] == 1
+        await provider.send({"t": "read", "room": room, "seq": 1})
+        assert await client.next_type("read") == {"t": "read", "room": room,
+                                                   "user": "provider-1", "seq": 1}

@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 
 from server.app import Node, build_node, create_app, server_config
+from server.broker import Broker
 from server.config import Settings, load
 
 CONFIDE = str(Path(sys.executable).with_name("confide"))
@@ -79,13 +80,15 @@ class FakeClock:
 
 @contextlib.asynccontextmanager
 async def node_in_process(data: Path, clock: FakeClock | None = None,
+                          broker: Broker | None = None,
                           **overrides: Any) -> AsyncIterator[RunningNode]:
     """A node served by uvicorn in this event loop, on a free port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = dataclasses.replace(settings_for(data, **overrides), port=port)
-    node = build_node(settings, clock=clock) if clock else build_node(settings)
+    node = (build_node(settings, broker=broker, clock=clock) if clock
+            else build_node(settings, broker=broker))
     app = create_app(settings, node)
     config = server_config(app, log_level="warning", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
