@@ -8,7 +8,7 @@ baseline relay) pinned to one core, with the generator pinned to another
 process's hard open-file limit. The steps, and the targets of issue 3:
 
 0. disk: before anything else is started, :mod:`loadtest.disk` writes and
-   fdatasyncs 450 times a second, as the store commits at 5,000 msg/s, in the
+   fdatasyncs 128 KB 450 times a second, as the store commits at 5,000 msg/s, in the
    folder where the nodes keep their data (30 s; no target: it is the floor
    the disk puts under the p99 targets). It runs in a child process pinned to
    the server's CPUs, since this process may be pinned to the generator's;
@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.benchdoc import Step, write_doc
-from loadtest.disk import default_folder, probe_pinned
+from loadtest.disk import BLOCK, RATE, default_folder, probe_pinned
 from loadtest.procstat import machine
 from loadtest.report import Report
 from loadtest.runner import RunConfig, cpu_list, run
@@ -84,7 +84,8 @@ def disk(s: BenchSettings, name: str, label: str) -> Step:
     """The disk probe, on the server's CPUs, as a row with no target (and a failure as n/a)."""
     seconds = 3.0 if s.quick else 30.0
     folder = default_folder()
-    print(f"\n== {label}: write and fdatasync 450/s for {seconds:.0f} s in {folder}, "
+    print(f"\n== {label}: write {BLOCK // 1024} KB and fdatasync {RATE:.0f}/s for "
+          f"{seconds:.0f} s in {folder}, "
           f"CPU {s.server_cpus or 'any'}", file=sys.stderr)
     target = "none: the floor under the p99 targets"
     try:
