@@ -12,12 +12,14 @@ process's hard open-file limit. The steps, and the targets of issue 3:
    folder where the nodes keep their data (30 s; no target: it is the floor
    the disk puts under the p99 targets). It runs in a child process pinned to
    the server's CPUs, since this process may be pinned to the generator's;
+   then :mod:`loadtest.cpu` measures how fast that core runs Python (10 s), the
+   speed every figure depends on;
 1. ramp on the relay, then on Confide: the highest delivered msg/s with
    p99 ≤ 100 ms and nothing lost (Confide ≥ 20,000 msg/s; ratio to the relay
    ≥ 0.5);
 2. chat: 5,000 connections in 2,500 rooms at 1 msg/s each (p99 ≤ 25 ms),
-   then the disk probe again, so that a disk that was quiet for the first
-   probe but stalled during the run shows;
+   then the disk and CPU probes again, so that a disk that was quiet for the
+   first probe but stalled during the run, or a core that slowed, shows;
 3. idle: as many idle connections as the file limit allows, up to 20,000
    (≤ 25 KB of server memory each);
 4. churn: connection setups per second (≥ 2,000/s);
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import resource
 import sys
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.benchdoc import Step, write_doc
+from loadtest.cpu import probe_pinned as cpu_probe_pinned
 from loadtest.disk import BLOCK, RATE, default_folder, probe_pinned
 from loadtest.procstat import machine
 from loadtest.report import Report
@@ -100,6 +104,24 @@ def disk(s: BenchSettings, name: str, label: str) -> Step:
     return Step(name, target, report.brief(), None, [], report)
 
 
+def cpu(s: BenchSettings, name: str, label: str) -> Step:
+    """The CPU probe on the server's CPUs, as a row with no target."""
+    seconds = 2.0 if s.quick else 10.0
+    print(f"\n== {label}: Python rounds on CPU {s.server_cpus or 'any'} for {seconds:.0f} s",
+          file=sys.stderr)
+    target = "none: the speed behind every figure"
+    try:
+        report = cpu_probe_pinned(cpu_list(s.server_cpus), seconds)
+    except OSError as exc:
+        print(f"cpu probe failed: {exc}", file=sys.stderr)
+        return Step(name, target, f"n/a (the probe failed: {exc.strerror or exc})", None, [])
+    print(report.summary(), file=sys.stderr)
+    if s.reports is not None:
+        s.reports.mkdir(parents=True, exist_ok=True)
+        report.write_json(s.reports / f"{label}.json")
+    return Step(name, target, report.brief(), None, [], cpu=report)
+
+
 def ramp(s: BenchSettings, spawn: str, users: int, totals: list[int],
          duration: float) -> tuple[int, list[Report]]:
     """Raise the total rate step by step; the highest rate that held (p99, exact, kept up)."""
@@ -124,7 +146,8 @@ def fd_budget() -> int:
 
 def run_bench(s: BenchSettings) -> list[Step]:
     q = s.quick
-    steps: list[Step] = [disk(s, "disk: fdatasync while writing like the store", "disk")]
+    steps: list[Step] = [disk(s, "disk: fdatasync while writing like the store", "disk"),
+                         cpu(s, "cpu: the server's core, before anything else", "cpu")]
     # Finer steps where a node's limit falls on this kind of machine (8,000-20,000 msg/s):
     # the figure and the ratio are only as precise as the step that missed.
     totals = [1000, 2000, 4000] if q else [1000, 2000, 4000, 6000, 8000, 9000, 10000, 11000,
@@ -140,7 +163,7 @@ def run_bench(s: BenchSettings) -> list[Step]:
     steps.append(Step("highest sustained rate, p99 ≤ 100 ms", "≥ 20,000 msg/s",
                       f"{confide_best:,} msg/s", confide_best >= 20_000, confide_reports))
     steps.append(Step("ratio to the relay", "≥ 0.5",
-                      "n/a" if ratio is None else f"{ratio:.3f}",
+                      "n/a" if ratio is None else f"{math.floor(ratio * 1000) / 1000:.3f}",
                       None if ratio is None else ratio >= 0.5, []))
 
     users = 500 if q else 5000
@@ -151,6 +174,7 @@ def run_bench(s: BenchSettings) -> list[Step]:
                       f"{'exact' if chat.exact else 'NOT exact'}",
                       chat.latency_ms.p99 <= 25 and chat.exact, [chat]))
     steps.append(disk(s, "disk again, right after the chat step", "disk-after-chat"))
+    steps.append(cpu(s, "cpu again, right after the chat step", "cpu-after-chat"))
 
     idle_n = 1000 if q else min(20_000, (fd_budget() - 500) // 2 * 2)
     idle = _run(s, "idle", _config(s, "idle", "confide", users=idle_n, duration_s=5.0 if q

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loadtest.cpu import CpuReport
 from loadtest.disk import STALL_MS, DiskReport
 from loadtest.report import Report
 
@@ -31,6 +32,7 @@ class Step:
     met: bool | None  # None: no target, or not measurable here
     reports: Sequence[Report]  # the load runs behind the figure (none for a disk probe)
     disk: DiskReport | None = None  # a disk probe's full figures
+    cpu: CpuReport | None = None  # a CPU probe's
 
 
 def _mark(met: bool | None) -> str:

@@ -1,0 +1,85 @@
+"""The CPU probe: its arithmetic on hand-made slices, short probes (in this process and
+pinned to a CPU), its command line, and its row in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from loadtest.bench import BenchSettings
+from loadtest.benchdoc import Step, render
+from loadtest.cpu import SLICE_S, main, probe, probe_pinned, summarize
+
+
+def test_summary_of_hand_made_slices() -> None:
+    # twenty slices: eighteen at 400k rounds/s, one slowed to 250k, one at 410k
+    rates = [400_000.0] * 18 + [250_000.0, 410_000.0]
+    report = summarize(rates, 2.0)
+    assert report.slices == 20
+    assert report.p50_per_s == 400_000.0
+    assert report.p10_per_s == 400_000.0  # the 2nd slowest of 20
+    assert report.min_per_s == 250_000.0
+    assert report.max_per_s == 410_000.0
+    assert report.brief() == ("400,000 rounds/s (slowest tenth of 100-ms slices 400,000, "
+                              "slowest 250,000)")
+    slow_tenth = summarize([100.0, 200.0] + [1000.0] * 8, 1.0)
+    assert slow_tenth.p10_per_s == 100.0 and slow_tenth.p50_per_s == 1000.0
+
+
+def test_no_slice_is_no_report() -> None:
+    with pytest.raises(ValueError, match="no slice"):
+        summarize([], 0.0)
+
+
+def test_a_short_probe_counts_slices_of_a_tenth_of_a_second() -> None:
+    report = probe(0.55)
+    assert 4 <= report.slices <= 5
+    assert 0 < report.min_per_s <= report.p10_per_s <= report.p50_per_s <= report.max_per_s
+    assert report.seconds == pytest.approx(0.55, abs=0.15)
+
+
+def test_too_short_a_probe_is_refused() -> None:
+    with pytest.raises(ValueError, match=f"at least {SLICE_S}"):
+        probe(0.01)
+
+
+def test_pinned_probe_runs_on_the_given_cpu() -> None:
+    report = probe_pinned((0,), 0.3)
+    assert 2 <= report.slices <= 3 and report.min_per_s > 0
+
+
+def test_cli_json_prints_the_report() -> None:
+    done = subprocess.run([sys.executable, "-m", "loadtest.cpu", "--seconds", "0.3",
+                           "--cpus", "0", "--json"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    value = json.loads(done.stdout)
+    assert {"slices", "p50_per_s", "p10_per_s", "min_per_s", "max_per_s"} <= set(value)
+    assert value["p50_per_s"] > 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seconds", "0"], "seconds must be at least"),
+    (["--cpus", "first"], "--cpus must be a CPU list"),
+])
+def test_bad_arguments_exit_2_with_a_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--seconds", "0.2", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_the_cpu_step_is_a_figure_row_with_no_target() -> None:
+    report = summarize([400_000.0] * 9 + [300_000.0], 1.0)
+    step = Step("cpu: the server's core, before anything else",
+                "none: the speed behind every figure", report.brief(), None, [], cpu=report)
+    machine: dict[str, object] = {"nproc": 2, "cpu_model": "test", "memory_gb": 1.0,
+                                  "kernel": "6", "python": "3.11"}
+    text = render([step], machine, BenchSettings(), "2026-01-01T00:00:00+00:00", 20_000)
+    assert ("| cpu: the server's core, before anything else | none: the speed behind every "
+            "figure | 400,000 rounds/s (slowest tenth of 100-ms slices 300,000, slowest "
+            "300,000) | – |") in text.splitlines()
