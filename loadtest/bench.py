@@ -36,13 +36,15 @@ import dataclasses
 import math
 import resource
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.benchdoc import Step, write_doc
+from loadtest.cpu import CpuReport
 from loadtest.cpu import probe_pinned as cpu_probe_pinned
-from loadtest.disk import BLOCK, RATE, default_folder, probe_pinned
+from loadtest.disk import BLOCK, RATE, DiskReport, default_folder, probe_pinned
 from loadtest.procstat import machine
 from loadtest.report import Report
 from loadtest.runner import RunConfig, cpu_list, run
@@ -89,37 +91,35 @@ def disk(s: BenchSettings, name: str, label: str) -> Step:
     seconds = 3.0 if s.quick else 30.0
     folder = default_folder()
     print(f"\n== {label}: write {BLOCK // 1024} KB and fdatasync {RATE:.0f}/s for "
-          f"{seconds:.0f} s in {folder}, "
-          f"CPU {s.server_cpus or 'any'}", file=sys.stderr)
-    target = "none: the floor under the p99 targets"
-    try:
-        report = probe_pinned(cpu_list(s.server_cpus), folder, seconds=seconds)
-    except OSError as exc:
-        print(f"disk probe failed: {exc}", file=sys.stderr)
-        return Step(name, target, f"n/a (the probe failed: {exc.strerror or exc})", None, [])
-    print(report.summary(), file=sys.stderr)
-    if s.reports is not None:
-        s.reports.mkdir(parents=True, exist_ok=True)
-        report.write_json(s.reports / f"{label}.json")
-    return Step(name, target, report.brief(), None, [], report)
+          f"{seconds:.0f} s in {folder}, CPU {s.server_cpus or 'any'}", file=sys.stderr)
+    return _probe(s, name, label, "none: the floor under the p99 targets",
+                  lambda: probe_pinned(cpu_list(s.server_cpus), folder, seconds=seconds))
 
 
 def cpu(s: BenchSettings, name: str, label: str) -> Step:
-    """The CPU probe on the server's CPUs, as a row with no target."""
+    """The CPU probe, on the server's CPUs, as a row with no target."""
     seconds = 2.0 if s.quick else 10.0
     print(f"\n== {label}: Python rounds on CPU {s.server_cpus or 'any'} for {seconds:.0f} s",
           file=sys.stderr)
-    target = "none: the speed behind every figure"
+    return _probe(s, name, label, "none: the speed behind every figure",
+                  lambda: cpu_probe_pinned(cpu_list(s.server_cpus), seconds))
+
+
+def _probe(s: BenchSettings, name: str, label: str, target: str,
+           run: Callable[[], DiskReport | CpuReport]) -> Step:
+    """A probe's row: its brief, its JSON kept with the reports, a failure as n/a."""
     try:
-        report = cpu_probe_pinned(cpu_list(s.server_cpus), seconds)
+        report = run()
     except OSError as exc:
-        print(f"cpu probe failed: {exc}", file=sys.stderr)
+        print(f"{label} probe failed: {exc}", file=sys.stderr)
         return Step(name, target, f"n/a (the probe failed: {exc.strerror or exc})", None, [])
     print(report.summary(), file=sys.stderr)
     if s.reports is not None:
         s.reports.mkdir(parents=True, exist_ok=True)
         report.write_json(s.reports / f"{label}.json")
-    return Step(name, target, report.brief(), None, [], cpu=report)
+    if isinstance(report, CpuReport):
+        return Step(name, target, report.brief(), None, [], cpu=report)
+    return Step(name, target, report.brief(), None, [], disk=report)
 
 
 def ramp(s: BenchSettings, spawn: str, users: int, totals: list[int],
@@ -212,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gen-cpus", default="1")
     p.add_argument("--procs", type=int, default=1)
     args = p.parse_args(argv)
+    for flag, spec in (("--server-cpus", args.server_cpus), ("--gen-cpus", args.gen_cpus)):
+        try:
+            cpu_list(spec)
+        except ValueError as exc:
+            p.error(f"{flag}: {exc}")
     settings = BenchSettings(args.server_cpus, args.gen_cpus, args.procs, args.quick,
                              args.reports)
     started = datetime.now(UTC).isoformat(timespec="seconds")

@@ -122,13 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
     try:
-        cpus = cpu_list(args.cpus)
-    except ValueError:
-        print(f"cpu probe: --cpus must be a CPU list like 0 or 0-1,3, not {args.cpus!r}",
-              file=sys.stderr)
-        return 2
-    try:
-        report = probe_pinned(cpus, args.seconds)
+        report = probe_pinned(cpu_list(args.cpus), args.seconds)
     except (ValueError, OSError) as exc:
         print(f"cpu probe: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import os
 import queue
 import sys
 import time
@@ -157,10 +158,19 @@ def _plans(
 
 
 def cpu_list(spec: str) -> tuple[int, ...]:
+    """The CPUs of a taskset-style list ("0", "0-1,3"); ValueError naming what is wrong, for
+    a list that is not one or names a CPU this machine does not have."""
     cpus: list[int] = []
-    for part in filter(None, spec.split(",")):
-        lo, _, hi = part.partition("-")
-        cpus += range(int(lo), int(hi or lo) + 1)
+    try:
+        for part in filter(None, spec.split(",")):
+            lo, _, hi = part.partition("-")
+            cpus += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise ValueError(f"a CPU list looks like 0 or 0-1,3, not {spec!r}") from None
+    have = os.cpu_count() or 1
+    missing = [c for c in cpus if not 0 <= c < have]
+    if missing:
+        raise ValueError(f"CPU {missing[0]} is not on this machine (CPUs 0-{have - 1})")
     return tuple(cpus)
 
 

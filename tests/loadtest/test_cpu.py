@@ -63,7 +63,8 @@ def test_cli_json_prints_the_report() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--seconds", "0"], "seconds must be at least"),
-    (["--cpus", "first"], "--cpus must be a CPU list"),
+    (["--cpus", "first"], "a CPU list looks like 0 or 0-1,3, not 'first'"),
+    (["--cpus", "0,99"], "CPU 99 is not on this machine"),
 ])
 def test_bad_arguments_exit_2_with_a_message(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
@@ -83,3 +84,28 @@ def test_the_cpu_step_is_a_figure_row_with_no_target() -> None:
     assert ("| cpu: the server's core, before anything else | none: the speed behind every "
             "figure | 400,000 rounds/s (slowest tenth of 100-ms slices 300,000, slowest "
             "300,000) | – |") in text.splitlines()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["chat", "--spawn", "--gen-cpus", "0,99"], "--gen-cpus: CPU 99 is not on this machine"),
+    (["chat", "--spawn", "--server-cpus", "zero"], "--server-cpus: a CPU list looks like"),
+])
+def test_the_load_tester_refuses_a_cpu_list_it_cannot_pin_to(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loadtest.cli import main as loadtest_main
+
+    with pytest.raises(SystemExit) as exit_:
+        loadtest_main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_benchmark_refuses_a_cpu_list_before_it_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from loadtest.bench import main as bench_main
+
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(["--quick", "--server-cpus", "99"])
+    assert exit_.value.code == 2
+    assert "--server-cpus: CPU 99 is not on this machine" in capsys.readouterr().err
