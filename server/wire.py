@@ -100,7 +100,7 @@ class Wires:
         due = loop.time()
         tick = 0
         while True:
-            due += step
+            due = max(due + step, loop.time() - step)  # after a long stall: no catching up
             await asyncio.sleep(max(0.0, due - loop.time()))
             for wire in tuple(self._ticks[tick]):
                 wire.heartbeat()
