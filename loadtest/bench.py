@@ -47,7 +47,7 @@ from loadtest.cpu import probe_pinned as cpu_probe_pinned
 from loadtest.disk import BLOCK, RATE, DiskReport, default_folder, probe_pinned
 from loadtest.procstat import machine
 from loadtest.report import Report
-from loadtest.runner import RunConfig, cpu_list, run
+from loadtest.runner import RunConfig, cpu_flag_error, cpu_list, run
 from loadtest.target import TargetError
 from loadtest.worker import Scenario
 
@@ -212,11 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gen-cpus", default="1")
     p.add_argument("--procs", type=int, default=1)
     args = p.parse_args(argv)
-    for flag, spec in (("--server-cpus", args.server_cpus), ("--gen-cpus", args.gen_cpus)):
-        try:
-            cpu_list(spec)
-        except ValueError as exc:
-            p.error(f"{flag}: {exc}")
+    bad_cpus = cpu_flag_error(server_cpus=args.server_cpus, gen_cpus=args.gen_cpus)
+    if bad_cpus:
+        p.error(bad_cpus)
     settings = BenchSettings(args.server_cpus, args.gen_cpus, args.procs, args.quick,
                              args.reports)
     started = datetime.now(UTC).isoformat(timespec="seconds")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import get_args
 
 from loadtest.html import write_html
-from loadtest.runner import RunConfig, cpu_list, run
+from loadtest.runner import RunConfig, cpu_flag_error, run
 from loadtest.target import TargetError
 from loadtest.worker import Scenario
 
@@ -105,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.spawn and args.spawn_relay:
         parser().error("--spawn and --spawn-relay exclude each other")
-    for flag, spec in (("--server-cpus", args.server_cpus), ("--gen-cpus", args.gen_cpus)):
-        try:
-            cpu_list(spec or "")
-        except ValueError as exc:
-            parser().error(f"{flag}: {exc}")
+    bad_cpus = cpu_flag_error(server_cpus=args.server_cpus, gen_cpus=args.gen_cpus)
+    if bad_cpus:
+        parser().error(bad_cpus)
     try:
         report = run(config_from(args))
     except TargetError as exc:

@@ -174,6 +174,17 @@ def cpu_list(spec: str) -> tuple[int, ...]:
     return tuple(cpus)
 
 
+def cpu_flag_error(**flags: str) -> str | None:
+    """What is wrong with the first bad CPU-list flag (`server_cpus="0"` is checked as
+    `--server-cpus`), or None."""
+    for name, spec in flags.items():
+        try:
+            cpu_list(spec or "")
+        except ValueError as exc:
+            return f"--{name.replace('_', '-')}: {exc}"
+    return None
+
+
 def _drive(config: RunConfig, plans: list[WorkerPlan], collector: Collector) -> Report:
     ctx = mp.get_context("spawn")
     out: Any = ctx.Queue(maxsize=10_000)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -170,14 +170,11 @@ class Hub:
     def relay_soon(self, room: RoomId, frame: Frame, skip_conn: str | None = None) -> None:
         """`relay`, from a callback: at once within one node, else through the broker in a
         task of its own."""
-        event: Event = (EV_RELAY, room, frame, None, skip_conn)
-        if self._local is not None:
-            self._local.publish_event(channel(room), event, _encode)
-            return
-        task = asyncio.get_running_loop().create_task(
-            self.broker.publish(channel(room), _encode(event)))
-        self._publishing.add(task)
-        task.add_done_callback(self._published)
+        publishing = self._hand(channel(room), (EV_RELAY, room, frame, None, skip_conn))
+        if publishing is not None:
+            task = asyncio.get_running_loop().create_task(publishing)
+            self._publishing.add(task)
+            task.add_done_callback(self._published)
 
     def _published(self, task: asyncio.Task[None]) -> None:
         self._publishing.discard(task)
@@ -193,10 +190,17 @@ class Hub:
         await self._send(channel(room), (kind, room, frame, skip_user, skip_conn))
 
     async def _send(self, chan: str, event: Event) -> None:
-        if self._local is not None:  # handled (frames framed) before this returns
+        publishing = self._hand(chan, event)
+        if publishing is not None:
+            await publishing
+
+    def _hand(self, chan: str, event: Event) -> Coroutine[Any, Any, None] | None:
+        """Give `event` to the broker: within one node it is handled (frames framed) before
+        this returns (None); otherwise the publish to await."""
+        if self._local is not None:
             self._local.publish_event(chan, event, _encode)
-        else:
-            await self.broker.publish(chan, _encode(event))
+            return None
+        return self.broker.publish(chan, _encode(event))
 
     def _on_event(self, chan: str, payload: bytes) -> None:
         try:

@@ -193,16 +193,18 @@ class Requests:
             if seq > head:
                 raise BadRequest(f"`seq` {seq} is past the room's head {head}")
         room, user = record.room, conn.user
+
+        def relayed(stored: int) -> Frame:
+            return {"t": "read", "room": room, "user": user, "seq": stored}
+
         if rid is None:  # nobody waits for an answer: stored with others, then relayed
             def stored_then_relayed(stored: int | None) -> None:
                 if stored is not None:  # (if not, the store logged why)
-                    self.hub.relay_soon(room, {"t": "read", "room": room, "user": user,
-                                               "seq": stored}, skip_conn=conn.id)
+                    self.hub.relay_soon(room, relayed(stored), skip_conn=conn.id)
 
             self.store.read_later(room, user, seq, stored_then_relayed)
             return
-        stored = await self.store.set_read(room, user, seq)
-        out: Frame = {"t": "read", "room": room, "user": user, "seq": stored}
+        out = relayed(await self.store.set_read(room, user, seq))
         await self.hub.relay(room, out, skip_conn=conn.id)
         # the reader's own devices got the relay; this one asked
         conn.send(_reply({**out}, rid))  # `out` went to the hub as it was

@@ -75,7 +75,6 @@ class Wires:
 
     def __init__(self, heartbeat_s: float) -> None:
         self.heartbeat_s = heartbeat_s
-        self.open: set[Wire] = set()
         ticks = max(1, min(_HEARTBEAT_TICKS, int(heartbeat_s / _MIN_TICK_S)))
         self._ticks: list[set[Wire]] = [set() for _ in range(ticks)]
         self._next_tick = 0  # the tick the next connection joins: round robin
@@ -85,12 +84,9 @@ class Wires:
         self._next_tick = (tick + 1) % len(self._ticks)
         wire._tick = tick
         self._ticks[tick].add(wire)
-        self.open.add(wire)
 
     def discard(self, wire: Wire) -> None:
-        if wire in self.open:
-            self.open.discard(wire)
-            self._ticks[wire._tick].discard(wire)
+        self._ticks[wire._tick].discard(wire)
 
     async def run(self) -> None:
         """Every tick, ping that tick's connections; a connection that sent nothing since

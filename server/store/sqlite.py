@@ -414,12 +414,14 @@ class SQLiteStore(_SessionMethods):
                 results.append((pending, value, None))
         return results
 
-    def _submit(self, op: Op) -> asyncio.Future[Any]:
-        """Queue `op` for the writer; its future resolves after the commit."""
+    def _submit(self, op: Op, future: asyncio.Future[Any] | None = None) -> asyncio.Future[Any]:
+        """Queue `op` for the writer; its future (a new one unless given) resolves after the
+        commit."""
         if self._thread is None:
             raise InternalError("the store is closed")
         assert self._loop is not None
-        future: asyncio.Future[Any] = self._loop.create_future()
+        if future is None:
+            future = self._loop.create_future()
         self._queue.put(_Pending(op, future))
         return future
 
@@ -585,7 +587,7 @@ class SQLiteStore(_SessionMethods):
                 if hold:
                     marks.held = self._loop.call_later(READ_MARK_DELAY_S, self._release, marks)
                 else:
-                    self._queue.put(_Pending(marks.op, marks.future))
+                    self._submit(marks.op, marks.future)
             elif not hold and marks.held is not None:
                 self._release(marks)
             marks.given[key] = max(marks.given.get(key, 0), seq)
@@ -596,7 +598,7 @@ class SQLiteStore(_SessionMethods):
         if marks.held is not None:
             marks.held.cancel()
             marks.held = None
-            self._queue.put(_Pending(marks.op, marks.future))
+            self._submit(marks.op, marks.future)
 
     def _close_marks(self, marks: _ReadMarks) -> None:
         with self._marks_lock:
