@@ -9,9 +9,12 @@ back to its savepoint and fails alone; a failed COMMIT fails the whole batch.
 
 The writer is the only place that assigns `seq`: it keeps each room's head in memory
 (read from the table on first use, dropped when a commit fails), so the next `seq` costs
-no query. Reads run on a small pool of threads with connections of their own. A
-checkpointer thread copies the WAL into the database beside the writer (`Checkpointer`),
-and read marks that wait for the writer share one op (`_ReadMarks`).
+no query. A new message goes to an append log and is folded into `messages` later, a
+room at a time (`sqlite_fold`); the writer keeps the unfolded ones in memory and
+publishes them to readers after each commit. Reads run on a small pool of threads with
+connections of their own. A checkpointer thread copies the WAL into the database beside
+the writer (`Checkpointer`), and read marks that wait for the writer share one op
+(`_ReadMarks`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -41,6 +44,19 @@ from server.store.base import (
     Tx,
 )
 from server.store.sqlite_checkpoint import WRITER_AUTOCHECKPOINT, Checkpointer
+from server.store.sqlite_fold import (
+    GENERATION_ROWS,
+    IDLE_FOLD_ROWS,
+    IDLE_FOLD_S,
+    LOG_SCHEMA,
+    MSG_COLUMNS,
+    Pending,
+    WriterState,
+    fold_all,
+    message,
+    unfolded,
+    views,
+)
 from server.store.sqlite_tx import SESSION_SCHEMA, SQLiteTx
 
 log = logging.getLogger("confide.store")
@@ -87,35 +103,12 @@ CREATE TABLE IF NOT EXISTS reads (
 ) WITHOUT ROWID;
 """
 
-_MSG_COLUMNS = "room, seq, sender, kind, body, media, ts_ms, cmid, meta"
-
-
-def _message(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(RoomId(row[0]), row[1], UserId(row[2]), row[3], row[4],
-                         MediaId(row[5]) if row[5] is not None else None, row[6], row[7], row[8])
-
-
 def _room(row: tuple[Any, ...]) -> RoomRecord:
     return RoomRecord(RoomId(row[0]), UserId(row[1]), UserId(row[2]), row[3], row[4],
                       bool(row[5]), row[6])
 
 
-@dataclass
-class _WriterState:
-    """What the writer thread knows between batches."""
-
-    heads: dict[str, int] = field(default_factory=dict)
-
-    def head(self, conn: sqlite3.Connection, room: str) -> int:
-        head = self.heads.get(room)
-        if head is None:
-            row = conn.execute("SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone()
-            head = row[0] or 0
-            self.heads[room] = head
-        return head
-
-
-Op = Callable[[sqlite3.Connection, _WriterState], Any]
+Op = Callable[[sqlite3.Connection, WriterState], Any]
 
 MIN_COMMIT_INTERVAL_S = 0.002  # group commit: at most about 500 commits a second
 READ_MARK_DELAY_S = 0.05  # marks nobody waits for are written together, this often
@@ -163,7 +156,7 @@ class _ReadMarks:
         for key, then in self.then:
             then(None if stored is None else stored[key])
 
-    def op(self, conn: sqlite3.Connection, _: _WriterState) -> dict[tuple[RoomId, UserId], int]:
+    def op(self, conn: sqlite3.Connection, _: WriterState) -> dict[tuple[RoomId, UserId], int]:
         if self.taken is None:  # the first run closes it (an op may run twice)
             self.close(self)
             self.taken = self.given
@@ -189,15 +182,17 @@ class _SessionMethods:
 
     _write: Callable[[Op], Any]
     _read: Callable[..., Any]
+    _pending: Pending
 
     async def transact(self, fn: Callable[[Tx], R]) -> R:
         return cast(R, await self._write(lambda conn, state: fn(SQLiteTx(conn, state))))
 
     async def view(self, fn: Callable[[Tx], R]) -> R:
         def run(conn: sqlite3.Connection) -> R:
+            recent = views(self._pending)  # before the transaction's first read
             conn.execute("BEGIN")
             try:
-                return fn(SQLiteTx(conn, None))
+                return fn(SQLiteTx(conn, None, recent))
             finally:
                 conn.execute("COMMIT")
 
@@ -227,7 +222,7 @@ class _SessionMethods:
 
     async def charge_attempted(self, key: str, delivered: bool, next_try_ms: int,
                                now_ms: int) -> None:
-        def op(conn: sqlite3.Connection, _: _WriterState) -> None:
+        def op(conn: sqlite3.Connection, _: WriterState) -> None:
             if delivered:
                 conn.execute("UPDATE charges SET delivered_ms = ?, attempts = attempts + 1"
                              " WHERE key = ?", (now_ms, key))
@@ -242,8 +237,11 @@ class SQLiteStore(_SessionMethods):
     """The embedded `Store` (see `server.store.base` for what it guarantees)."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", group_commit_max: int = 512,
-                 readers: int = 2) -> None:
+                 readers: int = 2, generation_rows: int = GENERATION_ROWS) -> None:
+        if generation_rows < 1:
+            raise ValueError(f"generation_rows must be at least 1, not {generation_rows}")
         self.path = path
+        self._generation_rows = generation_rows
         self._synchronous = synchronous
         self._max_batch = group_commit_max
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -256,6 +254,7 @@ class SQLiteStore(_SessionMethods):
         self._checkpointer: Checkpointer | None = None
         self._marks: _ReadMarks | None = None  # read marks waiting for the writer
         self._marks_lock = threading.Lock()
+        self._pending: Pending = {}  # messages not yet folded, by room (`sqlite_fold`)
         self._checkpoints = 0  # rounds of the checkpointers of earlier opens
         self.commits = 0  # statistics: transactions committed
         self.ops = 0  # statistics: writes committed
@@ -289,7 +288,8 @@ class SQLiteStore(_SessionMethods):
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = connect(self.path, self._synchronous)
         try:
-            conn.executescript(SCHEMA + SESSION_SCHEMA)
+            conn.executescript(SCHEMA + LOG_SCHEMA + SESSION_SCHEMA)
+            fold_all(conn)  # what the last run left in the log tables
             conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
@@ -328,11 +328,15 @@ class SQLiteStore(_SessionMethods):
     # -- the writer thread --------------------------------------------------------------
 
     def _run(self, conn: sqlite3.Connection, checkpointer: Checkpointer) -> None:
-        state = _WriterState()
+        state = WriterState(self._pending, self._generation_rows)
         last_commit = 0.0
         try:
             while True:
-                first = self._queue.get()
+                try:  # with nothing to write, the writer folds what is left to fold
+                    first = self._queue.get(timeout=IDLE_FOLD_S if state.busy() else None)
+                except queue.Empty:
+                    self._commit(conn, state, [], fold=IDLE_FOLD_ROWS)
+                    continue
                 if first is None:
                     break
                 # Commits at most every MIN_COMMIT_INTERVAL_S: what arrives meanwhile joins
@@ -358,56 +362,82 @@ class SQLiteStore(_SessionMethods):
                 if stop:
                     break
         finally:
+            try:  # everything into `messages`, the log tables empty
+                fold_all(conn)
+            except sqlite3.Error as exc:  # folded when the store opens next
+                log.error("the store could not fold its log on closing: %s",
+                          type(exc).__name__)
+            self._pending.clear()
             with contextlib.suppress(sqlite3.Error):  # leave a short WAL behind
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, state: _WriterState,
-                batch: list[_Pending]) -> None:
-        """Run a batch in one transaction. Fast path: no savepoints; if any op fails, the
-        batch is rolled back and run again with a savepoint around each op, so the
+    def _commit(self, conn: sqlite3.Connection, state: WriterState,
+                batch: list[_Pending], fold: int | None = None) -> None:
+        """Run a batch in one transaction, with a step of folding (`fold` rows, or as
+        many as the batch's appends call for). Fast path: no savepoints; if any op fails,
+        the batch is rolled back and run again with a savepoint around each op, so the
         failing op fails alone. Ops must be safe to run twice (they only touch the DB)."""
         try:
             results = self._run_batch(conn, state, batch, isolated=False)
             if results is None:
                 results = self._run_batch(conn, state, batch, isolated=True)
             assert results is not None
+            self._fold(conn, state, fold)
             conn.execute("COMMIT")
-            self.commits += 1
-            self.ops += len(batch)
         except sqlite3.Error as exc:
             log.error("store commit failed (%d writes): %s", len(batch), type(exc).__name__)
-            state.heads.clear()
+            state.undo()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = InternalError("the store could not commit")
             results = [(pending, None, failure) for pending in batch]
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_resolve, results)
+        else:
+            state.committed()  # readers see it before any caller hears of it
+            if batch:
+                self.commits += 1
+                self.ops += len(batch)
+        if batch:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_resolve, results)
 
     @staticmethod
-    def _run_batch(conn: sqlite3.Connection, state: _WriterState, batch: list[_Pending],
+    def _fold(conn: sqlite3.Connection, state: WriterState, rows: int | None) -> None:
+        """A step of folding in its own savepoint: if it fails, the batch's writes still
+        commit, and the messages wait in the log for the next step."""
+        conn.execute("SAVEPOINT fold")
+        try:
+            state.fold(conn, rows)
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK TO fold")
+            log.error("the store could not fold its log: %s", type(exc).__name__)
+        conn.execute("RELEASE fold")
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, state: WriterState, batch: list[_Pending],
                    isolated: bool) -> list[tuple[_Pending, Any, BaseException | None]] | None:
         """The batch's results inside an open transaction; None if an op failed and the
         batch was rolled back (only when not `isolated`)."""
         results: list[tuple[_Pending, Any, BaseException | None]] = []
         conn.execute("BEGIN IMMEDIATE")
+        state.begin()
         for pending in batch:
             if not isolated:
                 try:
                     results.append((pending, pending.op(conn, state), None))
                 except Exception:
                     conn.execute("ROLLBACK")
-                    state.heads.clear()
+                    state.undo()
                     return None
                 continue
             conn.execute("SAVEPOINT op")
+            mark = state.mark()
             try:
                 value = pending.op(conn, state)
             except Exception as exc:  # the op fails alone
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
-                state.heads.clear()
+                state.undo(mark)
                 results.append((pending, None, exc))
             else:
                 conn.execute("RELEASE op")
@@ -447,7 +477,7 @@ class SQLiteStore(_SessionMethods):
     # -- rooms --------------------------------------------------------------------------
 
     async def create_room(self, room: RoomRecord) -> None:
-        def op(conn: sqlite3.Connection, _: _WriterState) -> None:
+        def op(conn: sqlite3.Connection, _: WriterState) -> None:
             try:
                 conn.execute(
                     "INSERT INTO rooms (room, client, provider, plan, service, messaging,"
@@ -473,7 +503,7 @@ class SQLiteStore(_SessionMethods):
         return [_room(r) for r in rows]
 
     async def set_provider(self, room: RoomId, provider: UserId, now_ms: int) -> RoomRecord:
-        def op(conn: sqlite3.Connection, _: _WriterState) -> RoomRecord:
+        def op(conn: sqlite3.Connection, _: WriterState) -> RoomRecord:
             row = conn.execute(
                 "SELECT room, client, provider, plan, service, messaging, created_ms FROM rooms"
                 " WHERE room = ?", (room,)).fetchone()
@@ -493,55 +523,74 @@ class SQLiteStore(_SessionMethods):
     async def append(self, room: RoomId, sender: UserId, cmid: str | int | None,
                      kind: MessageKind, body: str | None, media: MediaId | None,
                      now_ms: int) -> Appended:
-        def op(conn: sqlite3.Connection, state: _WriterState) -> Appended:
-            seq = state.head(conn, room) + 1
-            inserted = conn.execute(
-                "INSERT INTO messages (room, seq, sender, cmid, kind, body, media, ts_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (room, sender, cmid) WHERE cmid IS NOT NULL DO NOTHING",
-                (room, seq, sender, cmid, kind, body, media, now_ms)).rowcount
-            if inserted == 0:  # this sender already used this cmid here: the first one stands
-                row = conn.execute(
-                    f"SELECT {_MSG_COLUMNS} FROM messages WHERE room = ? AND sender = ?"
-                    " AND cmid = ?", (room, sender, cmid)).fetchone()
-                return Appended(_message(row), dup=True)
-            state.heads[room] = seq
-            return Appended(StoredMessage(room, seq, sender, kind, body, media, now_ms, cmid),
-                            dup=False)
+        def op(conn: sqlite3.Connection, state: WriterState) -> Appended:
+            if cmid is not None:  # this sender already used this cmid here: the first stands
+                first = state.find(conn, room, sender, cmid)
+                if first is not None:
+                    return Appended(first, dup=True)
+            stored = StoredMessage(room, state.head(conn, room) + 1, sender, kind, body, media,
+                                   now_ms, cmid)
+            state.append(conn, stored)
+            return Appended(stored, dup=False)
 
         return cast(Appended, await self._write(op))
 
+    # Reads take a room's unfolded messages (`unfolded`) before they query `messages`:
+    # whatever the writer folds meanwhile is then in one or the other (see `sqlite_fold`).
+
     async def messages_after(self, room: RoomId, after: int, limit: int) -> list[StoredMessage]:
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_MSG_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
-            " ORDER BY seq LIMIT ?", (room, after, limit)).fetchall())
-        return [_message(r) for r in rows]
+        def fn(c: sqlite3.Connection) -> list[StoredMessage]:
+            recent = unfolded(self._pending, room)
+            found = [message(r) for r in c.execute(
+                f"SELECT {MSG_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?", (room, after, limit))]
+            last = found[-1].seq if found else after
+            for m in recent:
+                if len(found) >= limit:
+                    break
+                if m.seq > last:
+                    found.append(m)
+            return found
+
+        return await self._read(fn)
 
     async def messages_before(self, room: RoomId, before: int | None,
                               limit: int) -> list[StoredMessage]:
         bound = before if before is not None else 2**62
-        rows = await self._read(lambda c: c.execute(
-            f"SELECT {_MSG_COLUMNS} FROM messages WHERE room = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT ?", (room, bound, limit)).fetchall())
-        return [_message(r) for r in reversed(rows)]
+
+        def fn(c: sqlite3.Connection) -> list[StoredMessage]:
+            recent = [m for m in unfolded(self._pending, room) if m.seq < bound][-limit:]
+            if len(recent) >= limit:
+                return recent
+            below = recent[0].seq if recent else bound
+            older = [message(r) for r in c.execute(
+                f"SELECT {MSG_COLUMNS} FROM messages WHERE room = ? AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?", (room, below, limit - len(recent)))]
+            older.reverse()
+            return older + recent
+
+        return await self._read(fn) if limit > 0 else []
+
+    def _head(self, c: sqlite3.Connection, room: str) -> int:
+        """On a reader: the room's head."""
+        recent = unfolded(self._pending, room)
+        folded = c.execute("SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone()
+        return max(int(folded[0] or 0), recent[-1].seq if recent else 0)
 
     async def head(self, room: RoomId) -> int:
-        row = await self._read(lambda c: c.execute(
-            "SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone())
-        return int(row[0] or 0)
+        return await self._read(lambda c: self._head(c, room))
 
     async def heads(self, rooms: list[RoomId]) -> dict[RoomId, int]:
         def fn(conn: sqlite3.Connection) -> dict[RoomId, int]:
-            return {room: int(conn.execute("SELECT MAX(seq) FROM messages WHERE room = ?",
-                                           (room,)).fetchone()[0] or 0) for room in rooms}
+            return {room: self._head(conn, room) for room in rooms}
 
         return await self._read(fn) if rooms else {}
 
     async def head_and_reads(self, room: RoomId) -> tuple[int, dict[UserId, int]]:
         def fn(c: sqlite3.Connection) -> tuple[int, dict[UserId, int]]:
-            head = c.execute("SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone()
+            head = self._head(c, room)
             reads = c.execute("SELECT user, seq FROM reads WHERE room = ?", (room,)).fetchall()
-            return int(head[0] or 0), {UserId(u): s for u, s in reads}
+            return head, {UserId(u): s for u, s in reads}
 
         return await self._read(fn)
 
@@ -551,8 +600,7 @@ class SQLiteStore(_SessionMethods):
                 "SELECT room, client, provider, plan, service, messaging, created_ms FROM rooms"
                 " WHERE client = ? OR provider = ? ORDER BY created_ms, room",
                 (user, user)).fetchall()
-            return [(_room(r), int(c.execute("SELECT MAX(seq) FROM messages WHERE room = ?",
-                                             (r[0],)).fetchone()[0] or 0)) for r in rows]
+            return [(_room(r), self._head(c, r[0])) for r in rows]
 
         return await self._read(fn)
 

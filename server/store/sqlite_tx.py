@@ -16,7 +16,7 @@ from server.ids import MessageKind, RoomId, UserId
 from server.store.base import Doc, JobRow, RoomRecord, StoredMessage
 
 if TYPE_CHECKING:
-    from server.store.sqlite import _WriterState
+    from server.store.sqlite_fold import WriterState
 
 BLOCK_MS = 5 * 60 * 1000
 
@@ -75,11 +75,14 @@ def _doc(row: tuple[Any, ...]) -> Doc:
 
 
 class SQLiteTx:
-    """`Tx` over a connection inside a transaction (the writer's, or a reader's snapshot)."""
+    """`Tx` over a connection inside a transaction: the writer's (with its `state`), or a
+    reader's (with the unfolded messages of every room, taken before its first read)."""
 
-    def __init__(self, conn: sqlite3.Connection, state: _WriterState | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, state: WriterState | None,
+                 unfolded: dict[str, list[StoredMessage]] | None = None) -> None:
         self.conn = conn
         self.state = state
+        self.unfolded = unfolded
 
     def room(self, room: RoomId) -> RoomRecord | None:
         from server.store.sqlite import _room
@@ -161,20 +164,31 @@ class SQLiteTx:
     def append(self, room: RoomId, sender: UserId, kind: MessageKind, body: str | None,
                now_ms: int, meta: str | None = None) -> StoredMessage:
         assert self.state is not None, "append needs the writer's transaction"
-        seq = self.state.head(self.conn, room) + 1
-        self.conn.execute(
-            "INSERT INTO messages (room, seq, sender, cmid, kind, body, media, ts_ms, meta)"
-            " VALUES (?, ?, ?, NULL, ?, ?, NULL, ?, ?)",
-            (room, seq, sender, kind, body, now_ms, meta))
-        self.state.heads[room] = seq
-        return StoredMessage(room, seq, sender, kind, body, None, now_ms, None, meta)
+        stored = StoredMessage(room, self.state.head(self.conn, room) + 1, sender, kind, body,
+                               None, now_ms, None, meta)
+        self.state.append(self.conn, stored)
+        return stored
 
     def unanswered_since(self, room: RoomId, client: UserId, provider: UserId) -> int | None:
+        if self.state is not None:
+            recent = self.state.rows(room)
+        else:
+            assert self.unfolded is not None
+            recent = self.unfolded.get(room, [])
+        since: int | None = None  # the earliest client message after the provider's last
+        for m in reversed(recent):
+            if m.sender == provider:
+                return since
+            if m.sender == client:
+                since = m.ts_ms if since is None else min(since, m.ts_ms)
+        # No answer among them: the folded messages after the provider's last count too.
         row = self.conn.execute(
             "SELECT MIN(ts_ms) FROM messages WHERE room = ? AND sender = ? AND seq > COALESCE("
             "(SELECT MAX(seq) FROM messages WHERE room = ? AND sender = ?), 0)",
             (room, client, room, provider)).fetchone()
-        return None if row[0] is None else int(row[0])
+        if row[0] is None:
+            return since
+        return int(row[0]) if since is None else min(since, int(row[0]))
 
     def setting(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()

@@ -49,8 +49,19 @@ def sqlite_backend(tmp: Path) -> Backend:
     return Backend("sqlite", lambda: SQLiteStore(path), setup)
 
 
+def sqlite_folding_backend(tmp: Path) -> Backend:
+    """The embedded store with log generations of 5 rows: every few appends a generation
+    is folded, one room per commit, so every test also runs across folds and swaps."""
+    path = tmp / "store.db"
+    setup = ("from pathlib import Path\n"
+             "from server.store.sqlite import SQLiteStore\n"
+             f"store = SQLiteStore(Path({str(path)!r}), generation_rows=5)\n")
+    return Backend("sqlite-folding", lambda: SQLiteStore(path, generation_rows=5), setup)
+
+
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "sqlite": sqlite_backend,
+    "sqlite-folding": sqlite_folding_backend,
     # "postgresql": postgresql_backend,  (a fresh schema per test, same DSN for reopening)
 }
 
