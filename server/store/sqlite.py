@@ -50,7 +50,7 @@ from server.store.sqlite_fold import (
     IDLE_FOLD_S,
     LOG_SCHEMA,
     MSG_COLUMNS,
-    Pending,
+    Published,
     WriterState,
     fold_all,
     message,
@@ -110,6 +110,7 @@ def _room(row: tuple[Any, ...]) -> RoomRecord:
 
 Op = Callable[[sqlite3.Connection, WriterState], Any]
 
+VIEW_TRIES = 3  # see `view`
 MIN_COMMIT_INTERVAL_S = 0.002  # group commit: at most about 500 commits a second
 READ_MARK_DELAY_S = 0.05  # marks nobody waits for are written together, this often
 WAL_SIZE_LIMIT = 64 << 20  # the WAL file is cut back to this after a checkpoint
@@ -182,19 +183,31 @@ class _SessionMethods:
 
     _write: Callable[[Op], Any]
     _read: Callable[..., Any]
-    _pending: Pending
+    _published: Published
 
     async def transact(self, fn: Callable[[Tx], R]) -> R:
         return cast(R, await self._write(lambda conn, state: fn(SQLiteTx(conn, state))))
 
     async def view(self, fn: Callable[[Tx], R]) -> R:
+        """`fn` in a read transaction. It takes a room's unfolded messages when it first
+        needs them; if a fold was committed meanwhile, it may have missed some (folded
+        after its transaction began), so it runs again, and its last try takes every
+        room's before it begins."""
+        published = self._published
+
         def run(conn: sqlite3.Connection) -> R:
-            recent = views(self._pending)  # before the transaction's first read
-            conn.execute("BEGIN")
-            try:
-                return fn(SQLiteTx(conn, None, recent))
-            finally:
-                conn.execute("COMMIT")
+            for attempt in range(VIEW_TRIES):
+                taken = views(published) if attempt == VIEW_TRIES - 1 else None
+                folds = published.folds
+                conn.execute("BEGIN")
+                try:
+                    tx = SQLiteTx(conn, None, published, taken)
+                    result = fn(tx)
+                finally:
+                    conn.execute("COMMIT")
+                if taken is not None or not tx.looked or published.folds == folds:
+                    return result
+            raise AssertionError("the last try takes every room's messages first")
 
         return cast(R, await self._read(run))
 
@@ -254,7 +267,7 @@ class SQLiteStore(_SessionMethods):
         self._checkpointer: Checkpointer | None = None
         self._marks: _ReadMarks | None = None  # read marks waiting for the writer
         self._marks_lock = threading.Lock()
-        self._pending: Pending = {}  # messages not yet folded, by room (`sqlite_fold`)
+        self._published = Published()  # messages not yet folded, by room (`sqlite_fold`)
         self._checkpoints = 0  # rounds of the checkpointers of earlier opens
         self.commits = 0  # statistics: transactions committed
         self.ops = 0  # statistics: writes committed
@@ -328,7 +341,7 @@ class SQLiteStore(_SessionMethods):
     # -- the writer thread --------------------------------------------------------------
 
     def _run(self, conn: sqlite3.Connection, checkpointer: Checkpointer) -> None:
-        state = WriterState(self._pending, self._generation_rows)
+        state = WriterState(self._published, self._generation_rows)
         last_commit = 0.0
         try:
             while True:
@@ -367,7 +380,7 @@ class SQLiteStore(_SessionMethods):
             except sqlite3.Error as exc:  # folded when the store opens next
                 log.error("the store could not fold its log on closing: %s",
                           type(exc).__name__)
-            self._pending.clear()
+            self._published.rooms.clear()
             with contextlib.suppress(sqlite3.Error):  # leave a short WAL behind
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
@@ -540,7 +553,7 @@ class SQLiteStore(_SessionMethods):
 
     async def messages_after(self, room: RoomId, after: int, limit: int) -> list[StoredMessage]:
         def fn(c: sqlite3.Connection) -> list[StoredMessage]:
-            recent = unfolded(self._pending, room)
+            recent = unfolded(self._published, room)
             found = [message(r) for r in c.execute(
                 f"SELECT {MSG_COLUMNS} FROM messages WHERE room = ? AND seq > ?"
                 " ORDER BY seq LIMIT ?", (room, after, limit))]
@@ -559,7 +572,7 @@ class SQLiteStore(_SessionMethods):
         bound = before if before is not None else 2**62
 
         def fn(c: sqlite3.Connection) -> list[StoredMessage]:
-            recent = [m for m in unfolded(self._pending, room) if m.seq < bound][-limit:]
+            recent = [m for m in unfolded(self._published, room) if m.seq < bound][-limit:]
             if len(recent) >= limit:
                 return recent
             below = recent[0].seq if recent else bound
@@ -573,7 +586,7 @@ class SQLiteStore(_SessionMethods):
 
     def _head(self, c: sqlite3.Connection, room: str) -> int:
         """On a reader: the room's head."""
-        recent = unfolded(self._pending, room)
+        recent = unfolded(self._published, room)
         folded = c.execute("SELECT MAX(seq) FROM messages WHERE room = ?", (room,)).fetchone()
         return max(int(folded[0] or 0), recent[-1].seq if recent else 0)
 

@@ -100,32 +100,45 @@ class Unfolded:
         self.view: View = _NO_VIEW
 
 
-Pending = dict[str, Unfolded]
+class Published:
+    """What readers see: each room's unfolded messages as of the last commit (`rooms`,
+    written by the writer only), and how many commits have folded messages (`folds`).
+
+    A reader takes a room's view before its query. A transaction that reads several
+    rooms cannot take them all first at no cost, so it takes each when needed and checks
+    afterwards that no fold was committed meanwhile (`SQLiteStore.view`)."""
+
+    __slots__ = ("folds", "rooms")
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, Unfolded] = {}
+        self.folds = 0
 
 
-def unfolded(pending: Pending, room: str) -> list[StoredMessage]:
+def unfolded(published: Published, room: str) -> list[StoredMessage]:
     """Readers: the room's committed messages not yet folded (take it before the query)."""
-    entry = pending.get(room)
+    entry = published.rooms.get(room)
     if entry is None:
         return _EMPTY
     rows, lo, hi = entry.view
     return rows[lo:hi]
 
 
-def views(pending: Pending) -> dict[str, list[StoredMessage]]:
-    """Readers: every room's committed unfolded messages, for a transaction over many."""
+def views(published: Published) -> dict[str, list[StoredMessage]]:
+    """Readers: every room's committed unfolded messages, taken at once."""
     return {room: entry.view[0][entry.view[1]:entry.view[2]]
-            for room, entry in list(pending.items())}
+            for room, entry in list(published.rooms.items())}
 
 
 class WriterState:
     """What the writer thread knows between and during its transactions."""
 
-    def __init__(self, pending: Pending, generation_rows: int = GENERATION_ROWS) -> None:
+    def __init__(self, published: Published, generation_rows: int = GENERATION_ROWS) -> None:
         self.generation_rows = generation_rows
         self.fold_min = min(FOLD_MIN_ROWS, max(1, generation_rows // 8))
         self.heads: dict[str, int] = {}  # rooms' heads, read from `messages` on first use
-        self.pending = pending  # shared with readers, who read each entry's `view` only
+        self.published = published
+        self.pending = published.rooms  # readers read each entry's `view` only
         self.live = 0  # the log table new messages go to
         self.live_rows = 0
         self.live_rooms: dict[str, None] = {}  # rooms with rows in the live table
@@ -136,6 +149,7 @@ class WriterState:
         self.journal: list[tuple[Any, ...]] = []  # undo, since BEGIN
         self.touched: dict[str, Unfolded] = {}  # rooms to publish at COMMIT
         self.appended = 0  # rows appended since BEGIN
+        self.folded = False  # whether rows were folded since BEGIN
         self._saved: tuple[Any, ...] = ()
 
     # -- inside a transaction -----------------------------------------------------------
@@ -189,6 +203,7 @@ class WriterState:
     def begin(self) -> None:
         self._saved = self._counters()
         self.appended = 0
+        self.folded = False
 
     def _counters(self) -> tuple[Any, ...]:
         return (self.live, self.live_rows, self.live_rooms, self.old_rooms, self.old_next,
@@ -228,6 +243,8 @@ class WriterState:
 
     def committed(self) -> None:
         """After COMMIT: readers see the rooms written; folded rows leave memory."""
+        if self.folded:
+            self.published.folds += 1
         for room, entry in self.touched.items():
             rows, lo = entry.rows, entry.lo
             if lo == len(rows):
@@ -281,6 +298,7 @@ class WriterState:
                     rows.append(_log_row(m))
                 entry.lo = entry.old_end
                 self.touched[room] = entry
+                self.folded = True
             conn.executemany(_FOLD_INSERT, rows)
             self.old_rows -= len(rows)
         elif self.old_full:

@@ -9,14 +9,12 @@ last a whole number of blocks, so the blocks are exactly the time held.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.errors import Conflict
 from server.ids import MessageKind, RoomId, UserId
 from server.store.base import Doc, JobRow, RoomRecord, StoredMessage
-
-if TYPE_CHECKING:
-    from server.store.sqlite_fold import WriterState
+from server.store.sqlite_fold import Published, WriterState, unfolded
 
 BLOCK_MS = 5 * 60 * 1000
 
@@ -76,13 +74,26 @@ def _doc(row: tuple[Any, ...]) -> Doc:
 
 class SQLiteTx:
     """`Tx` over a connection inside a transaction: the writer's (with its `state`), or a
-    reader's (with the unfolded messages of every room, taken before its first read)."""
+    reader's, which sees the unfolded messages as `published` (`looked` says whether it
+    did), or as `taken` before the transaction began."""
 
     def __init__(self, conn: sqlite3.Connection, state: WriterState | None,
-                 unfolded: dict[str, list[StoredMessage]] | None = None) -> None:
+                 published: Published | None = None,
+                 taken: dict[str, list[StoredMessage]] | None = None) -> None:
         self.conn = conn
         self.state = state
-        self.unfolded = unfolded
+        self.published = published
+        self.taken = taken
+        self.looked = False
+
+    def _unfolded(self, room: str) -> list[StoredMessage]:
+        if self.state is not None:
+            return self.state.rows(room)
+        if self.taken is not None:
+            return self.taken.get(room, [])
+        assert self.published is not None
+        self.looked = True
+        return unfolded(self.published, room)
 
     def room(self, room: RoomId) -> RoomRecord | None:
         from server.store.sqlite import _room
@@ -170,11 +181,7 @@ class SQLiteTx:
         return stored
 
     def unanswered_since(self, room: RoomId, client: UserId, provider: UserId) -> int | None:
-        if self.state is not None:
-            recent = self.state.rows(room)
-        else:
-            assert self.unfolded is not None
-            recent = self.unfolded.get(room, [])
+        recent = self._unfolded(room)
         since: int | None = None  # the earliest client message after the provider's last
         for m in reversed(recent):
             if m.sender == provider:

@@ -304,9 +304,46 @@ async def test_unanswered_since_counts_folded_and_unfolded_messages_alike(
             state.journal.append(("fold", entry, entry.lo, entry.old_end))
             entry.lo = folded
             state.touched[room] = entry
+            state.folded = True
 
         if senders:
             await store._write(fold_first)
         assert await store.view(lambda tx: tx.unanswered_since(room, C, P)) == expected
         assert await store.transact(lambda tx: tx.unanswered_since(room, C, P)) == expected
+    await store.close()
+
+
+async def test_a_view_that_a_fold_overtook_runs_again_and_misses_nothing(
+        tmp_path: Path) -> None:
+    """A read-only view takes a room's unfolded messages when it first needs them. Here
+    the room's messages are folded after the view's transaction began and before it
+    looked: that try would see them nowhere, so the view runs again."""
+    store, rooms = await _open(tmp_path / "c.db", 1, generation_rows=10**6)
+    room = rooms[0]
+    for n, sender in enumerate([C, P, C]):
+        await store.append(room, sender, None, "text", "x", None, 1000 + n)
+    loop = asyncio.get_running_loop()
+
+    def fold_all_of_it(conn: sqlite3.Connection, state: WriterState) -> None:
+        entry = state.pending[room]
+        conn.executemany(sqlite_fold._FOLD_INSERT,
+                         [sqlite_fold._log_row(m) for m in entry.rows[entry.lo:]])
+        state.journal.append(("fold", entry, entry.lo, entry.old_end))
+        entry.lo = len(entry.rows)
+        state.touched[room] = entry
+        state.folded = True
+
+    tries = 0
+
+    def fn(tx: Tx) -> int | None:
+        nonlocal tries
+        tries += 1
+        assert tx.room(room) is not None  # the transaction has begun
+        if tries == 1:  # the writer folds, and the reader looks only afterwards
+            asyncio.run_coroutine_threadsafe(store._write(fold_all_of_it), loop).result(10)
+        return tx.unanswered_since(room, C, P)
+
+    assert await store.view(fn) == 1002
+    assert tries == 2
+    assert await store.view(fn) == 1002 and tries == 3  # nothing folded: one try
     await store.close()
