@@ -396,7 +396,8 @@ class SQLiteStore(_SessionMethods):
             if results is None:
                 results = self._run_batch(conn, state, batch, isolated=True)
             assert results is not None
-            self._fold(conn, state, fold)
+            if state.due():
+                self._fold(conn, state, fold)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store commit failed (%d writes): %s", len(batch), type(exc).__name__)

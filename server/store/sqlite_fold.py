@@ -40,8 +40,11 @@ from server.store.base import StoredMessage
 # is about six messages a room, folded with one write of the room's pages.
 GENERATION_ROWS = 16384
 # While a generation is folding, each commit folds at least this many rows, and at least
-# twice as many as it appended, so the old table is empty long before the live one fills.
+# twice as many as it appended, so the old table is empty long before the live one fills;
+# but not more than FOLD_MAX_ROWS (whole rooms, so one room's may go over), so that a large
+# batch after a slow disk does not wait for a large fold too.
 FOLD_MIN_ROWS = 64
+FOLD_MAX_ROWS = 512
 # When no writes come for this long, the writer folds what is left of the old generation.
 IDLE_FOLD_S = 0.25
 IDLE_FOLD_ROWS = 2048
@@ -267,6 +270,10 @@ class WriterState:
         """Whether folding has work to do when no writes come."""
         return self.old_full
 
+    def due(self) -> bool:
+        """Whether a step of folding has anything to do now."""
+        return self.old_full or self.live_rows >= self.generation_rows
+
     def fold(self, conn: sqlite3.Connection, budget: int | None = None) -> None:
         """One step of folding, inside the transaction: fold rooms of the old generation,
         or empty the old table once they are all folded, or swap the tables once the live
@@ -282,7 +289,7 @@ class WriterState:
 
     def _fold(self, conn: sqlite3.Connection, budget: int | None) -> None:
         if self.old_next < len(self.old_rooms):
-            todo = budget if budget is not None else max(self.fold_min, 2 * self.appended)
+            todo = budget or max(self.fold_min, min(2 * self.appended, FOLD_MAX_ROWS))
             rows: list[tuple[Any, ...]] = []
             while len(rows) < todo and self.old_next < len(self.old_rooms):
                 room = self.old_rooms[self.old_next]
