@@ -160,10 +160,12 @@ class SessionStore(Protocol):
     """The transactional part of a `Store` that the session rules use."""
 
     async def transact(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn` in one write transaction, committed durably before this returns."""
+        """Run `fn` in one write transaction, committed durably before this returns.
+        `fn` may run more than once (it must only read and write through the `Tx`)."""
 
     async def view(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn` against a consistent read-only snapshot."""
+        """Run `fn` against a consistent read-only snapshot. `fn` may run more than once,
+        so it must only read through the `Tx`."""
 
     async def due_jobs(self, now_ms: int, limit: int) -> list[JobRow]: ...
 

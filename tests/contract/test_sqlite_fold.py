@@ -347,3 +347,28 @@ async def test_a_view_that_a_fold_overtook_runs_again_and_misses_nothing(
     assert tries == 2
     assert await store.view(fn) == 1002 and tries == 3  # nothing folded: one try
     await store.close()
+
+
+async def test_a_busy_rooms_folded_messages_leave_memory_and_a_taken_view_stays_as_it_was(
+        tmp_path: Path) -> None:
+    """One room takes every message: its folded ones leave the writer's memory (at most
+    two generations stay), and a view a reader took before never changes under it."""
+    store, rooms = await _open(tmp_path / "c.db", 1, generation_rows=100)
+    room = rooms[0]
+    for n in range(150):
+        await store.append(room, C, f"m{n}", "text", f"b{n}", None, n)
+    rows, lo, hi = store._published.rooms[room].view  # what a reader holds
+    before = rows[lo:hi]
+    assert len(before) >= 50
+    for n in range(150, 700):
+        await store.append(room, C, f"m{n}", "text", f"b{n}", None, n)
+        if n % 50 == 0:
+            state = await _state(store)
+            assert state["unfolded"] <= 2 * 100 + 1, state
+    assert rows[lo:hi] == before  # the list it holds was never changed
+    entry = store._published.rooms.get(room)  # none when every message is folded
+    assert entry is None or len(entry.rows) <= 2 * 100 + 1  # folded rows were dropped
+    assert _gapless(await store.messages_after(room, 0, 10**4), 1)
+    assert [m.body for m in await store.messages_before(room, None, 3)] == ["b697", "b698",
+                                                                            "b699"]
+    await store.close()
