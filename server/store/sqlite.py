@@ -433,8 +433,8 @@ class SQLiteStore(_SessionMethods):
         """The batch's results inside an open transaction; None if an op failed and the
         batch was rolled back (only when not `isolated`)."""
         results: list[tuple[_Pending, Any, BaseException | None]] = []
+        state.begin()  # before BEGIN: if BEGIN fails, there is nothing of this batch to undo
         conn.execute("BEGIN IMMEDIATE")
-        state.begin()
         for pending in batch:
             if not isolated:
                 try:

@@ -153,7 +153,7 @@ class WriterState:
         self.touched: dict[str, Unfolded] = {}  # rooms to publish at COMMIT
         self.appended = 0  # rows appended since BEGIN
         self.folded = False  # whether rows were folded since BEGIN
-        self._saved: tuple[Any, ...] = ()
+        self._saved: tuple[Any, ...] | None = None  # the counters at BEGIN
 
     # -- inside a transaction -----------------------------------------------------------
 
@@ -240,8 +240,9 @@ class WriterState:
             else:  # "swap"
                 _, entry, old_end = step
                 entry.old_end = old_end
-        if mark == 0:
+        if mark == 0 and self._saved is not None:
             self._restore(self._saved)
+            self._saved = None
         self.heads.clear()
 
     def committed(self) -> None:
@@ -263,6 +264,7 @@ class WriterState:
             entry.view = (rows, lo, len(rows))
         self.touched.clear()
         self.journal.clear()
+        self._saved = None
 
     # -- folding ------------------------------------------------------------------------
 

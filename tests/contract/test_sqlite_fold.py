@@ -372,3 +372,27 @@ async def test_a_busy_rooms_folded_messages_leave_memory_and_a_taken_view_stays_
     assert [m.body for m in await store.messages_before(room, None, 3)] == ["b697", "b698",
                                                                             "b699"]
     await store.close()
+
+
+async def test_batches_that_fail_before_they_begin_lose_nothing_across_swaps(
+        tmp_path: Path) -> None:
+    """Another process holding the write lock makes whole batches fail at BEGIN, here
+    after every message, while the log tables swap every few messages: nothing the
+    writer did in the commits before is undone, and nothing acknowledged is lost."""
+    store, rooms = await _open(tmp_path / "c.db", 2, generation_rows=3)
+    await store._write(lambda conn, _: conn.execute("PRAGMA busy_timeout=50"))
+    acked = 0
+    for n in range(16):
+        await store.append(rooms[n % 2], C, f"m{n}", "text", "x", None, n)
+        acked += 1
+        other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, held: the next batch fails
+        with pytest.raises(InternalError):
+            await store.append(rooms[n % 2], C, f"lost{n}", "text", "x", None, n)
+        other.execute("ROLLBACK")
+        other.close()
+    for room in rooms:
+        assert _gapless(await store.messages_after(room, 0, 100), 1)
+    assert sum((await store.heads(rooms)).values()) == acked
+    await store.close()
+    assert _count(tmp_path / "c.db", "messages") == acked
