@@ -396,6 +396,7 @@ class SQLiteStore(_SessionMethods):
             if results is None:
                 results = self._run_batch(conn, state, batch, isolated=True)
             assert results is not None
+            state.flush(conn)
             if state.due():
                 self._fold(conn, state, fold)
             conn.execute("COMMIT")
@@ -544,7 +545,7 @@ class SQLiteStore(_SessionMethods):
                     return Appended(first, dup=True)
             stored = StoredMessage(room, state.head(conn, room) + 1, sender, kind, body, media,
                                    now_ms, cmid)
-            state.append(conn, stored)
+            state.append(stored)
             return Appended(stored, dup=False)
 
         return cast(Appended, await self._write(op))

@@ -30,6 +30,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from typing import Any
 
@@ -65,9 +66,26 @@ CREATE TABLE IF NOT EXISTS recent{n} (
     meta TEXT
 );""" for n in (0, 1))
 
-_LOG_INSERT = tuple(f"INSERT INTO recent{n} ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    for n in (0, 1))
-_FOLD_INSERT = f"INSERT INTO messages ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_MAX_ROWS = 256  # rows in one INSERT statement (9 parameters each)
+
+
+@functools.cache
+def _insert_sql(table: str, rows: int) -> str:
+    return (f"INSERT INTO {table} ({_LOG_COLUMNS}) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
+
+
+def insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert message rows (`_log_row`) in order, many to a statement: one statement runs
+    in one call into SQLite, which the writer makes without the GIL, and every call is a
+    chance for the event loop's thread to keep the GIL from the writer for a while. The
+    statements hold a power of two of rows, so that few texts are prepared and cached."""
+    done = 0
+    while done < len(rows):
+        count = min(_INSERT_MAX_ROWS, 1 << ((len(rows) - done).bit_length() - 1))
+        chunk = rows[done:done + count]
+        conn.execute(_insert_sql(table, count), [value for row in chunk for value in row])
+        done += count
 
 _EMPTY: list[StoredMessage] = []
 View = tuple[list[StoredMessage], int, int]  # a room's list, and the committed slice of it
@@ -180,9 +198,9 @@ class WriterState:
                            " AND cmid = ?", (room, sender, cmid)).fetchone()
         return message(row) if row is not None else None
 
-    def append(self, conn: sqlite3.Connection, m: StoredMessage) -> None:
-        """Store `m` (its seq the room's head + 1) in the live log table."""
-        conn.execute(_LOG_INSERT[self.live], _log_row(m))
+    def append(self, m: StoredMessage) -> None:
+        """Store `m` (its seq the room's head + 1): in memory now, in the live log table at
+        the end of the transaction (`flush`)."""
         entry = self.pending.get(m.room)
         if entry is None:
             entry = self.pending[m.room] = Unfolded()
@@ -195,6 +213,13 @@ class WriterState:
         self.live_rows += 1
         self.appended += 1
         self.heads[m.room] = m.seq
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Before COMMIT: the transaction's appends (those not undone) into the live log
+        table, in a few statements."""
+        rows = [_log_row(step[2]) for step in self.journal if step[0] == "append"]
+        if rows:
+            insert_rows(conn, f"recent{self.live}", rows)
 
     def rows(self, room: str) -> list[StoredMessage]:
         """The room's unfolded messages, as this transaction sees them."""
@@ -308,7 +333,7 @@ class WriterState:
                 entry.lo = entry.old_end
                 self.touched[room] = entry
                 self.folded = True
-            conn.executemany(_FOLD_INSERT, rows)
+            insert_rows(conn, "messages", rows)
             self.old_rows -= len(rows)
         elif self.old_full:
             conn.execute(f"DELETE FROM recent{1 - self.live}")

@@ -177,7 +177,7 @@ class SQLiteTx:
         assert self.state is not None, "append needs the writer's transaction"
         stored = StoredMessage(room, self.state.head(self.conn, room) + 1, sender, kind, body,
                                None, now_ms, None, meta)
-        self.state.append(self.conn, stored)
+        self.state.append(stored)
         return stored
 
     def unanswered_since(self, room: RoomId, client: UserId, provider: UserId) -> int | None:

@@ -244,7 +244,7 @@ async def test_a_crash_after_a_fold_and_before_the_delete_loses_and_repeats_noth
         room = rooms[n % 5]
         m = StoredMessage(room, state.head(conn, room) + 1, C, "text", f"body {n}", None, n,
                           f"m{n}")
-        state.append(conn, m)
+        state.append(m)
         sent[room, m.seq] = f"m{n}"
         return None
 
@@ -299,8 +299,8 @@ async def test_unanswered_since_counts_folded_and_unfolded_messages_alike(
         def fold_first(conn: sqlite3.Connection, state: WriterState, folded: int = folded
                        ) -> None:
             entry = state.pending[room]  # the first `folded` messages go to `messages`
-            conn.executemany(sqlite_fold._FOLD_INSERT,
-                             [sqlite_fold._log_row(m) for m in entry.rows[entry.lo:folded]])
+            sqlite_fold.insert_rows(conn, "messages", [
+                sqlite_fold._log_row(m) for m in entry.rows[entry.lo:folded]])
             state.journal.append(("fold", entry, entry.lo, entry.old_end))
             entry.lo = folded
             state.touched[room] = entry
@@ -326,8 +326,8 @@ async def test_a_view_that_a_fold_overtook_runs_again_and_misses_nothing(
 
     def fold_all_of_it(conn: sqlite3.Connection, state: WriterState) -> None:
         entry = state.pending[room]
-        conn.executemany(sqlite_fold._FOLD_INSERT,
-                         [sqlite_fold._log_row(m) for m in entry.rows[entry.lo:]])
+        sqlite_fold.insert_rows(conn, "messages", [
+            sqlite_fold._log_row(m) for m in entry.rows[entry.lo:]])
         state.journal.append(("fold", entry, entry.lo, entry.old_end))
         entry.lo = len(entry.rows)
         state.touched[room] = entry
@@ -396,3 +396,18 @@ async def test_batches_that_fail_before_they_begin_lose_nothing_across_swaps(
     assert sum((await store.heads(rooms)).values()) == acked
     await store.close()
     assert _count(tmp_path / "c.db", "messages") == acked
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 255, 256, 257, 600])
+def test_rows_are_inserted_in_order_many_to_a_statement(count: int) -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(sqlite_fold.LOG_SCHEMA)
+    rows = [(f"r{i % 7}", i + 1, "c", i if i % 2 else f"m{i}", "text", f"b{i}", None, i, None)
+            for i in range(count)]
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    sqlite_fold.insert_rows(conn, "recent0", rows)
+    conn.set_trace_callback(None)
+    stored = conn.execute(f"SELECT {sqlite_fold._LOG_COLUMNS} FROM recent0 ORDER BY rowid")
+    assert [tuple(r) for r in stored] == rows  # every value, with its type, in order
+    assert len(statements) == count // 256 + bin(count % 256).count("1")  # 256s, then 2**k
