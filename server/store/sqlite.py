@@ -49,6 +49,7 @@ from server.store.sqlite_fold import (
     IDLE_FOLD_ROWS,
     IDLE_FOLD_S,
     LOG_SCHEMA,
+    MESSAGE_FIELDS,
     MSG_COLUMNS,
     Published,
     WriterState,
@@ -63,7 +64,7 @@ log = logging.getLogger("confide.store")
 T = TypeVar("T")
 R = TypeVar("R")
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY,
     client TEXT NOT NULL,
@@ -81,16 +82,7 @@ CREATE TABLE IF NOT EXISTS provider_changes (
     new_provider TEXT NOT NULL,
     at_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS messages (
-    room TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    sender TEXT NOT NULL,
-    cmid,
-    kind TEXT NOT NULL,
-    body TEXT,
-    media TEXT,
-    ts_ms INTEGER NOT NULL,
-    meta TEXT,
+CREATE TABLE IF NOT EXISTS messages ({MESSAGE_FIELDS},
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_cmid ON messages (room, sender, cmid)

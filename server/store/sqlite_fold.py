@@ -51,10 +51,9 @@ IDLE_FOLD_S = 0.25
 IDLE_FOLD_ROWS = 2048
 
 MSG_COLUMNS = "room, seq, sender, kind, body, media, ts_ms, cmid, meta"
-_LOG_COLUMNS = "room, seq, sender, cmid, kind, body, media, ts_ms, meta"
 
-LOG_SCHEMA = "".join(f"""
-CREATE TABLE IF NOT EXISTS recent{n} (
+# A stored message's columns: of `messages` (with its keys) and of the log tables alike.
+MESSAGE_FIELDS = """
     room TEXT NOT NULL,
     seq INTEGER NOT NULL,
     sender TEXT NOT NULL,
@@ -63,7 +62,10 @@ CREATE TABLE IF NOT EXISTS recent{n} (
     body TEXT,
     media TEXT,
     ts_ms INTEGER NOT NULL,
-    meta TEXT
+    meta TEXT"""
+
+LOG_SCHEMA = "".join(f"""
+CREATE TABLE IF NOT EXISTS recent{n} ({MESSAGE_FIELDS}
 );""" for n in (0, 1))
 
 _INSERT_MAX_ROWS = 256  # rows in one INSERT statement (9 parameters each)
@@ -71,7 +73,7 @@ _INSERT_MAX_ROWS = 256  # rows in one INSERT statement (9 parameters each)
 
 @functools.cache
 def _insert_sql(table: str, rows: int) -> str:
-    return (f"INSERT INTO {table} ({_LOG_COLUMNS}) VALUES "
+    return (f"INSERT INTO {table} ({MSG_COLUMNS}) VALUES "
             + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
 
 
@@ -99,7 +101,8 @@ def message(row: tuple[Any, ...]) -> StoredMessage:
 
 
 def _log_row(m: StoredMessage) -> tuple[Any, ...]:
-    return (m.room, m.seq, m.sender, m.cmid, m.kind, m.body, m.media, m.ts_ms, m.meta)
+    """`m` as a row of MSG_COLUMNS (the inverse of `message`)."""
+    return (m.room, m.seq, m.sender, m.kind, m.body, m.media, m.ts_ms, m.cmid, m.meta)
 
 
 class Unfolded:
@@ -363,8 +366,8 @@ def fold_all(conn: sqlite3.Connection) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         cur = conn.execute(
-            f"INSERT OR IGNORE INTO messages ({_LOG_COLUMNS})"
-            f" SELECT {_LOG_COLUMNS} FROM recent0 UNION ALL SELECT {_LOG_COLUMNS} FROM recent1"
+            f"INSERT OR IGNORE INTO messages ({MSG_COLUMNS})"
+            f" SELECT {MSG_COLUMNS} FROM recent0 UNION ALL SELECT {MSG_COLUMNS} FROM recent1"
             " ORDER BY 1, 2")
         folded = cur.rowcount
         conn.execute("DELETE FROM recent0")

@@ -402,12 +402,12 @@ async def test_batches_that_fail_before_they_begin_lose_nothing_across_swaps(
 def test_rows_are_inserted_in_order_many_to_a_statement(count: int) -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.executescript(sqlite_fold.LOG_SCHEMA)
-    rows = [(f"r{i % 7}", i + 1, "c", i if i % 2 else f"m{i}", "text", f"b{i}", None, i, None)
+    rows = [(f"r{i % 7}", i + 1, "c", "text", f"b{i}", None, i, i if i % 2 else f"m{i}", None)
             for i in range(count)]
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     sqlite_fold.insert_rows(conn, "recent0", rows)
     conn.set_trace_callback(None)
-    stored = conn.execute(f"SELECT {sqlite_fold._LOG_COLUMNS} FROM recent0 ORDER BY rowid")
+    stored = conn.execute(f"SELECT {sqlite_fold.MSG_COLUMNS} FROM recent0 ORDER BY rowid")
     assert [tuple(r) for r in stored] == rows  # every value, with its type, in order
     assert len(statements) == count // 256 + bin(count % 256).count("1")  # 256s, then 2**k
