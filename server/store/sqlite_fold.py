@@ -12,10 +12,12 @@ Theory of operation:
 - Two log tables take turns. Messages go to the *live* one. Once it holds GENERATION_ROWS
   rows and the other is empty, they swap: the full one becomes the *old* one and its
   rooms are folded a few at a time, at least twice as fast as messages arrive, each in
-  the commit of the writes it follows. When the last is folded, the old table is emptied
-  with one DELETE (cheap: no per-row work).
+  the commit of the writes it follows (or on its own when no writes come). When the
+  last is folded, the old table is emptied with one DELETE (cheap: no per-row work).
 - The writer keeps every message not yet folded in memory (`Unfolded`, one per room), in
-  seq order: it gives the room's head and answers a repeated cmid without a query.
+  seq order: it gives the room's head and answers a repeated cmid without a query. A
+  transaction's new messages reach the live table at its end (`flush`), and a fold's
+  rows reach `messages`, many rows to one INSERT (`insert_rows`).
 - Readers see a message only once it is committed: after each commit the writer
   *publishes* each room it touched (`Unfolded.view`, replaced whole). A reader takes a
   room's view first and queries `messages` after, so a message is either in the view or
