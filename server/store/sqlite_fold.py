@@ -170,7 +170,6 @@ class WriterState:
         self.live_rooms: dict[str, None] = {}  # rooms with rows in the live table
         self.old_rooms: list[str] = []  # the old generation's rooms, in key order
         self.old_next = 0  # the next of them to fold
-        self.old_rows = 0  # rows of the old generation not yet folded
         self.old_full = False  # the old table still has rows (folded or not)
         self.journal: list[tuple[Any, ...]] = []  # undo, since BEGIN
         self.touched: dict[str, Unfolded] = {}  # rooms to publish at COMMIT
@@ -240,11 +239,11 @@ class WriterState:
 
     def _counters(self) -> tuple[Any, ...]:
         return (self.live, self.live_rows, self.live_rooms, self.old_rooms, self.old_next,
-                self.old_rows, self.old_full)
+                self.old_full)
 
     def _restore(self, counters: tuple[Any, ...]) -> None:
         (self.live, self.live_rows, self.live_rooms, self.old_rooms, self.old_next,
-         self.old_rows, self.old_full) = counters
+         self.old_full) = counters
 
     def mark(self) -> int:
         return len(self.journal)
@@ -339,7 +338,6 @@ class WriterState:
                 self.touched[room] = entry
                 self.folded = True
             insert_rows(conn, "messages", rows)
-            self.old_rows -= len(rows)
         elif self.old_full:
             conn.execute(f"DELETE FROM recent{1 - self.live}")
             self.old_full = False
@@ -354,7 +352,7 @@ class WriterState:
             if entry is not None:
                 self.journal.append(("swap", entry, entry.old_end))
                 entry.old_end = len(entry.rows)
-        self.old_rooms, self.old_next, self.old_rows = rooms, 0, self.live_rows
+        self.old_rooms, self.old_next = rooms, 0
         self.old_full = True
         self.live = 1 - self.live
         self.live_rows = 0
