@@ -535,10 +535,8 @@ class SQLiteStore(_SessionMethods):
                 first = state.find(conn, room, sender, cmid)
                 if first is not None:
                     return Appended(first, dup=True)
-            stored = StoredMessage(room, state.head(conn, room) + 1, sender, kind, body, media,
-                                   now_ms, cmid)
-            state.append(stored)
-            return Appended(stored, dup=False)
+            return Appended(state.append(conn, room, sender, kind, body, media, now_ms, cmid),
+                            dup=False)
 
         return cast(Appended, await self._write(op))
 

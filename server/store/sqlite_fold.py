@@ -36,7 +36,7 @@ import functools
 import sqlite3
 from typing import Any
 
-from server.ids import MediaId, RoomId, UserId
+from server.ids import MediaId, MessageKind, RoomId, UserId
 from server.store.base import StoredMessage
 
 # A log table holds this many rows before the other takes over. At 2,500 busy rooms that
@@ -202,9 +202,13 @@ class WriterState:
                            " AND cmid = ?", (room, sender, cmid)).fetchone()
         return message(row) if row is not None else None
 
-    def append(self, m: StoredMessage) -> None:
-        """Store `m` (its seq the room's head + 1): in memory now, in the live log table at
+    def append(self, conn: sqlite3.Connection, room: str, sender: str, kind: MessageKind,
+               body: str | None, media: MediaId | None, ts_ms: int,
+               cmid: str | int | None = None, meta: str | None = None) -> StoredMessage:
+        """A new message, the room's next `seq`: in memory now, in the live log table at
         the end of the transaction (`flush`)."""
+        m = StoredMessage(RoomId(room), self.head(conn, room) + 1, UserId(sender), kind, body,
+                          media, ts_ms, cmid, meta)
         entry = self.pending.get(m.room)
         if entry is None:
             entry = self.pending[m.room] = Unfolded()
@@ -217,6 +221,7 @@ class WriterState:
         self.live_rows += 1
         self.appended += 1
         self.heads[m.room] = m.seq
+        return m
 
     def flush(self, conn: sqlite3.Connection) -> None:
         """Before COMMIT: the transaction's appends (those not undone) into the live log
@@ -280,11 +285,9 @@ class WriterState:
             self.published.folds += 1
         for room, entry in self.touched.items():
             rows, lo = entry.rows, entry.lo
-            if lo == len(rows):
-                entry.rows, entry.lo, entry.old_end = [], 0, 0
+            if lo == len(rows):  # all folded: readers find none, the writer starts afresh
                 entry.view = _NO_VIEW
-                if not entry.cmids:
-                    del self.pending[room]
+                del self.pending[room]
                 continue
             if lo >= 64 and lo * 2 >= len(rows):  # a new list; readers keep the old one
                 entry.rows = rows = rows[lo:]

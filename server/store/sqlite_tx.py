@@ -175,10 +175,7 @@ class SQLiteTx:
     def append(self, room: RoomId, sender: UserId, kind: MessageKind, body: str | None,
                now_ms: int, meta: str | None = None) -> StoredMessage:
         assert self.state is not None, "append needs the writer's transaction"
-        stored = StoredMessage(room, self.state.head(self.conn, room) + 1, sender, kind, body,
-                               None, now_ms, None, meta)
-        self.state.append(stored)
-        return stored
+        return self.state.append(self.conn, room, sender, kind, body, None, now_ms, meta=meta)
 
     def unanswered_since(self, room: RoomId, client: UserId, provider: UserId) -> int | None:
         recent = self._unfolded(room)

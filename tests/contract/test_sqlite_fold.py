@@ -242,9 +242,7 @@ async def test_a_crash_after_a_fold_and_before_the_delete_loses_and_repeats_noth
                 shutil.copy(tmp_path / name, crashed / name)
             return 1 - state.live
         room = rooms[n % 5]
-        m = StoredMessage(room, state.head(conn, room) + 1, C, "text", f"body {n}", None, n,
-                          f"m{n}")
-        state.append(m)
+        m = state.append(conn, room, C, "text", f"body {n}", None, n, f"m{n}")
         sent[room, m.seq] = f"m{n}"
         return None
 
