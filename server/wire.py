@@ -10,7 +10,10 @@ task per direction in between:
   when fragmented, and appended to a small inbox that the connection's one task reads
   with `receive()`; a full inbox pauses reading from the socket;
 - outgoing messages are framed once (a room message once per encoding, however many
-  connections it goes to) and written straight to the transport; while the transport's
+  connections it goes to) and written to the transport at the end of the event loop's
+  pass, all the frames one connection got in that pass in one `write` (`Wires.flush`):
+  under load, a connection often gets an ack, a message and a receipt in one pass, and
+  each saved `write` is a system call and a TCP segment saved; while the transport's
   buffer is above its high-water mark they wait in a bounded list of pending frames, and
   a client that lets that list fill up is closed (4408) by its `Connection`;
 - pings are sent by one node-wide heartbeat (`Wires.run`), not a timer per connection,
@@ -78,6 +81,20 @@ class Wires:
         ticks = max(1, min(_HEARTBEAT_TICKS, int(heartbeat_s / _MIN_TICK_S)))
         self._ticks: list[set[Wire]] = [set() for _ in range(ticks)]
         self._next_tick = 0  # the tick the next connection joins: round robin
+        self._corked: list[Wire] = []  # wires with frames to write at the end of this pass
+
+    def cork(self, wire: Wire) -> None:
+        """`wire` has its first frame of this pass of the event loop: write its frames, all
+        in one `write`, when the callbacks of this pass have run."""
+        if not self._corked:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._corked.append(wire)
+
+    def flush(self) -> None:
+        corked = self._corked
+        self._corked = []
+        for wire in corked:
+            wire.flush()
 
     def add(self, wire: Wire) -> None:
         tick = self._next_tick
@@ -117,7 +134,8 @@ class Wire(asyncio.Protocol):
     close_timeout_s: float
 
     __slots__ = ("_alive", "_buf", "_frag_op", "_frag_size", "_fragments", "_inbox",
-                 "_need", "_paused", "_pending", "_reading", "_skip", "_space", "_state", "_task",
+                 "_need", "_out", "_paused", "_pending", "_reading", "_skip", "_space", "_state",
+                 "_task",
                  "_tick", "_timer", "_waiter", "connections", "encoding",
                  "shutting_down", "transport")
 
@@ -139,6 +157,9 @@ class Wire(asyncio.Protocol):
         self._reading = True
         self._paused = False
         self._pending: deque[bytes] | None = None
+        # Frames written in this pass of the event loop, not yet given to the transport;
+        # only while nothing is pending (the transport is not paused).
+        self._out: list[bytes] | None = None
         self._space: asyncio.Event | None = None
         self._alive = True
         self._tick = 0  # set by `Wires.add`
@@ -167,7 +188,7 @@ class Wire(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._state = _CLOSED
-        self._buf = self._fragments = self._pending = None
+        self._buf = self._fragments = self._pending = self._out = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -225,13 +246,28 @@ class Wire(asyncio.Protocol):
             return True  # closing: nothing more goes out, and that is not the sender's fault
         pending = self._pending
         if pending is None:
-            assert self.transport is not None
-            self.transport.write(data)
+            out = self._out
+            if out is None:
+                self._out = [data]
+                self.wires.cork(self)
+            else:
+                out.append(data)
             return True
         if len(pending) >= self.pending_limit:
             return False
         pending.append(data)
         return True
+
+    def flush(self) -> None:
+        """Give the frames of this pass to the transport (before anything written to it
+        directly, so the order on the wire is the order of the calls)."""
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def wait_space(self) -> None:
         """Wait until at most half of the pending limit is used (or the wire is closing)."""
@@ -253,6 +289,7 @@ class Wire(asyncio.Protocol):
         self._state = _CLOSING
         transport = self.transport
         assert transport is not None
+        self.flush()
         data = close_frame(code, reason)
         if drain and self._pending:
             self._pending.append(data)
@@ -460,6 +497,7 @@ class Wire(asyncio.Protocol):
             code = CLOSE_PROTOCOL_ERROR
         transport = self.transport
         assert transport is not None
+        self.flush()
         if self._state == _OPEN:  # answer with the same code, then end the connection
             self._state = _CLOSING
             if self._pending is not None:

@@ -11,9 +11,11 @@ import base64
 import hashlib
 import os
 
+from pathlib import Path
+
 import msgpack
 import pytest
-from support.nodes import RunningNode
+from support.nodes import RunningNode, spawn, stop
 
 from server.wire import message_cap
 
@@ -174,6 +176,36 @@ async def test_many_frames_in_one_write_and_one_frame_in_many_writes(
     raw.send(0x2, msgpack.packb({"t": "ping", "n": "after"}))
     assert (await raw.message())["n"] == "after"
     raw.close()
+
+
+def _write_calls(pid: int) -> int:
+    """How many write system calls the process has made (sockets and files alike)."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("syscw:"))
+
+
+async def test_the_frames_of_one_pass_leave_in_one_write(tmp_path: Path) -> None:
+    """50 requests arriving together are answered in order, and their 50 replies go out
+    in a few writes, not one system call each (in a node of its own, whose write calls
+    the kernel counts)."""
+    node = spawn(tmp_path / "data")
+    try:
+        assert node.process is not None
+        raw = await Raw.welcomed(node)
+        before = _write_calls(node.process.pid)
+        frames = []
+        for i in range(50):
+            key = os.urandom(4)
+            payload = msgpack.packb({"t": "ping", "n": i})
+            frames.append(bytes([0x82, 0x80 | len(payload)]) + key + bytes(
+                b ^ key[j % 4] for j, b in enumerate(payload)))
+        raw.writer.write(b"".join(frames))  # one segment in, as a busy client sends
+        assert [(await raw.message())["n"] for _ in range(50)] == list(range(50))
+        writes = _write_calls(node.process.pid) - before
+        assert writes <= 5, f"{writes} writes for 50 replies"
+        raw.close()
+    finally:
+        stop(node)
 
 
 async def test_a_client_close_is_answered_with_its_code_then_the_connection_ends(
