@@ -135,8 +135,7 @@ class Wire(asyncio.Protocol):
 
     __slots__ = ("_alive", "_buf", "_frag_op", "_frag_size", "_fragments", "_inbox",
                  "_need", "_out", "_paused", "_pending", "_reading", "_skip", "_space", "_state",
-                 "_task",
-                 "_tick", "_timer", "_waiter", "connections", "encoding",
+                 "_task", "_tick", "_timer", "_waiter", "connections", "encoding",
                  "shutting_down", "transport")
 
     def __init__(self, config: Any = None, server_state: Any = None,
