@@ -10,7 +10,6 @@ import asyncio
 import base64
 import hashlib
 import os
-
 from pathlib import Path
 
 import msgpack
