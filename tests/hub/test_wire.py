@@ -83,11 +83,16 @@ class Raw:
         return b0 & 0x0F, await self.reader.readexactly(length)
 
     async def message(self) -> dict[str, object]:
+        """The next message; a ping on the way is answered, as every websocket client does
+        (a ping swallowed unanswered, say between `hello` and `welcome`, gets the
+        connection dropped one heartbeat later)."""
         while True:
             opcode, payload = await self.frame()
             if opcode == 0x2:
                 frame: dict[str, object] = msgpack.unpackb(payload)
                 return frame
+            if opcode == 0x9:
+                self.send(0xA, payload)
 
     async def close_code(self) -> tuple[int, str]:
         """Read until the server's close frame; its code and reason."""
