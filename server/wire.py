@@ -94,7 +94,11 @@ class Wires:
         corked = self._corked
         self._corked = []
         for wire in corked:
-            wire.flush()
+            try:
+                wire.flush()
+            except Exception:  # one broken transport must not hold back the others' frames
+                log.exception("a websocket write failed")
+                wire._abort()
 
     def add(self, wire: Wire) -> None:
         tick = self._next_tick
