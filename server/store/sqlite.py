@@ -51,6 +51,7 @@ from server.store.sqlite_fold import (
     LOG_SCHEMA,
     MESSAGE_FIELDS,
     MSG_COLUMNS,
+    Probe,
     Published,
     WriterState,
     fold_all,
@@ -115,6 +116,7 @@ WRITER_CACHE_KIB = 64 << 10
 class _Pending:
     op: Op
     future: asyncio.Future[Any]
+    probe: Probe | None = None  # an append's duplicate check, made for the whole batch
 
 
 class _ReadMarks:
@@ -428,6 +430,17 @@ class SQLiteStore(_SessionMethods):
         results: list[tuple[_Pending, Any, BaseException | None]] = []
         state.begin()  # before BEGIN: if BEGIN fails, there is nothing of this batch to undo
         conn.execute("BEGIN IMMEDIATE")
+        probes = [pending.probe for pending in batch if pending.probe is not None]
+        if probes:
+            try:
+                state.probe(conn, probes)
+            except sqlite3.Error:
+                if isolated:  # each append checks for itself
+                    state.probed.clear()
+                else:
+                    conn.execute("ROLLBACK")
+                    state.undo()
+                    return None
         for pending in batch:
             if not isolated:
                 try:
@@ -451,15 +464,16 @@ class SQLiteStore(_SessionMethods):
                 results.append((pending, value, None))
         return results
 
-    def _submit(self, op: Op, future: asyncio.Future[Any] | None = None) -> asyncio.Future[Any]:
+    def _submit(self, op: Op, future: asyncio.Future[Any] | None = None,
+                probe: Probe | None = None) -> asyncio.Future[Any]:
         """Queue `op` for the writer; its future (a new one unless given) resolves after the
-        commit."""
+        commit. `probe`: the duplicate check `op` will make, looked up with the batch's."""
         if self._thread is None:
             raise InternalError("the store is closed")
         assert self._loop is not None
         if future is None:
             future = self._loop.create_future()
-        self._queue.put(_Pending(op, future))
+        self._queue.put(_Pending(op, future, probe))
         return future
 
     async def _write(self, op: Op) -> Any:
@@ -538,7 +552,8 @@ class SQLiteStore(_SessionMethods):
             return Appended(state.append(conn, room, sender, kind, body, media, now_ms, cmid),
                             dup=False)
 
-        return cast(Appended, await self._write(op))
+        probe = (room, sender, cmid) if cmid is not None else None
+        return cast(Appended, await self._submit(op, probe=probe))
 
     # Reads take a room's unfolded messages (`unfolded`) before they query `messages`:
     # whatever the writer folds meanwhile is then in one or the other (see `sqlite_fold`).

@@ -91,6 +91,21 @@ def insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]
         conn.execute(_insert_sql(table, count), [value for row in chunk for value in row])
         done += count
 
+# The duplicate check of a batch's appends: one statement looks up many (room, sender,
+# cmid) keys, joined against the cmid index (a row-value IN list would scan the index).
+_PROBE_MAX_KEYS = 256
+_M_COLUMNS = ", ".join("m." + column.strip() for column in MSG_COLUMNS.split(","))
+
+Probe = tuple[str, str, str | int]  # (room, sender, cmid) of an append with a cmid
+
+
+@functools.cache
+def _probe_sql(keys: int) -> str:
+    return (f"SELECT {_M_COLUMNS} FROM (VALUES " + ", ".join(["(?, ?, ?)"] * keys)
+            + ") AS p CROSS JOIN messages AS m"
+            " ON m.room = p.column1 AND m.sender = p.column2 AND m.cmid = p.column3")
+
+
 _EMPTY: list[StoredMessage] = []
 View = tuple[list[StoredMessage], int, int]  # a room's list, and the committed slice of it
 _NO_VIEW: View = (_EMPTY, 0, 0)
@@ -174,6 +189,9 @@ class WriterState:
         self.journal: list[tuple[Any, ...]] = []  # undo, since BEGIN
         self.touched: dict[str, Unfolded] = {}  # rooms to publish at COMMIT
         self.appended = 0  # rows appended since BEGIN
+        # The batch's duplicate checks answered from `messages` at once (`probe`): each
+        # key probed, with its stored message or None.
+        self.probed: dict[Probe, StoredMessage | None] = {}
         self.folded = False  # whether rows were folded since BEGIN
         self._saved: tuple[Any, ...] | None = None  # the counters at BEGIN
 
@@ -190,6 +208,28 @@ class WriterState:
             self.heads[room] = head
         return head
 
+    def probe(self, conn: sqlite3.Connection, keys: list[Probe]) -> None:
+        """Right after BEGIN: look up in `messages`, a few statements for the whole batch,
+        the keys its appends will check (`find`) that are not in memory. One statement
+        per append cost the writer about 3 µs each; in one statement, about 0.6 µs.
+        Only this writer adds to `messages`, by folding after a batch's ops, so the
+        answers hold for the whole batch."""
+        probed = self.probed
+        pending = self.pending
+        wanted: list[Probe] = []
+        for key in keys:
+            entry = pending.get(key[0])
+            if (entry is None or (key[1], key[2]) not in entry.cmids) and key not in probed:
+                probed[key] = None
+                wanted.append(key)
+        done = 0
+        while done < len(wanted):
+            count = min(_PROBE_MAX_KEYS, 1 << ((len(wanted) - done).bit_length() - 1))
+            chunk = wanted[done:done + count]
+            for row in conn.execute(_probe_sql(count), [v for key in chunk for v in key]):
+                probed[row[0], row[2], row[7]] = message(row)
+            done += count
+
     def find(self, conn: sqlite3.Connection, room: str, sender: str,
              cmid: str | int) -> StoredMessage | None:
         """The message `sender` sent here under `cmid`, if any."""
@@ -198,6 +238,9 @@ class WriterState:
             hit = entry.cmids.get((sender, cmid))
             if hit is not None:
                 return hit
+        key = (room, sender, cmid)
+        if key in self.probed:
+            return self.probed[key]
         row = conn.execute(f"SELECT {MSG_COLUMNS} FROM messages WHERE room = ? AND sender = ?"
                            " AND cmid = ?", (room, sender, cmid)).fetchone()
         return message(row) if row is not None else None
@@ -240,6 +283,7 @@ class WriterState:
     def begin(self) -> None:
         self._saved = self._counters()
         self.appended = 0
+        self.probed.clear()
         self.folded = False
 
     def _counters(self) -> tuple[Any, ...]:

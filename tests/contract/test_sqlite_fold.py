@@ -130,6 +130,43 @@ async def test_a_repeated_cmid_finds_its_first_message_before_and_after_the_fold
     await store.close()
 
 
+async def test_a_batch_checks_its_cmids_together_and_finds_every_first_message(
+        tmp_path: Path) -> None:
+    """The appends of one batch look up their cmids in `messages` with one statement
+    (`WriterState.probe`) instead of one each; repeats still find their first message,
+    whether folded, waiting in the log or stored earlier in the same batch, and the
+    cmid 5 is not the cmid "5"."""
+    store, rooms = await _open(tmp_path / "c.db", 3)
+    first = {}
+    for n in range(60):  # integer and text cmids; some folded, some still in the log
+        cmid: str | int = n if n % 2 else f"m{n}"
+        first[n] = (await store.append(rooms[n % 3], C, cmid, "text", "a", None, n)).message
+    assert 0 < (await _state(store))["unfolded"] < 60
+    statements: list[str] = []
+
+    def trace(conn: sqlite3.Connection, _: WriterState) -> None:
+        conn.set_trace_callback(statements.append)
+
+    await store._write(trace)
+    repeats = [store.append(rooms[n % 3], C, n if n % 2 else f"m{n}", "text", "b", None, 999)
+               for n in range(60)]
+    fresh = [store.append(rooms[0], C, "new", "text", "c", None, 999),
+             store.append(rooms[0], C, "new", "text", "d", None, 999),  # same batch, or not
+             *(store.append(rooms[n % 3], C, str(n), "text", "e", None, 999) for n in (1, 3))]
+    results = await asyncio.gather(*repeats, *fresh)
+    await store._write(lambda conn, _: conn.set_trace_callback(None))
+    for n, again in enumerate(results[:60]):
+        assert again.dup and again.message == first[n]
+    new, new_again, *texts = results[60:]
+    assert not new.dup and new_again.dup and new_again.message == new.message
+    assert [t.dup for t in texts] == [False, False]  # "1" and "3" are not 1 and 3
+    single = [s for s in statements if "AND cmid = ?" in s]
+    batched = [s for s in statements if "CROSS JOIN messages" in s]
+    assert single == [] and 1 <= len(batched) < len(results)
+    assert sum((await store.heads(rooms)).values()) == 63
+    await store.close()
+
+
 async def test_when_writes_stop_the_writer_folds_the_rest_of_the_old_generation(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_store, "IDLE_FOLD_S", 0.05)
