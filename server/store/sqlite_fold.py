@@ -91,6 +91,7 @@ def insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]
         conn.execute(_insert_sql(table, count), [value for row in chunk for value in row])
         done += count
 
+
 # The duplicate check of a batch's appends: one statement looks up many (room, sender,
 # cmid) keys, joined against the cmid index (a row-value IN list would scan the index).
 _PROBE_MAX_KEYS = 256
