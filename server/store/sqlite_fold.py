@@ -84,12 +84,21 @@ def insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]
     in one call into SQLite, which the writer makes without the GIL, and every call is a
     chance for the event loop's thread to keep the GIL from the writer for a while. The
     statements hold a power of two of rows, so that few texts are prepared and cached."""
-    done = 0
-    while done < len(rows):
-        count = min(_INSERT_MAX_ROWS, 1 << ((len(rows) - done).bit_length() - 1))
-        chunk = rows[done:done + count]
+    for start, count in _chunks(len(rows), _INSERT_MAX_ROWS):
+        chunk = rows[start:start + count]
         conn.execute(_insert_sql(table, count), [value for row in chunk for value in row])
+
+
+def _chunks(total: int, largest: int) -> list[tuple[int, int]]:
+    """(start, count) of slices covering `total` items in order, each a power of two and
+    at most `largest` (a power of two): few statement texts for any number of rows."""
+    slices = []
+    done = 0
+    while done < total:
+        count = min(largest, 1 << ((total - done).bit_length() - 1))
+        slices.append((done, count))
         done += count
+    return slices
 
 
 # The duplicate check of a batch's appends: one statement looks up many (room, sender,
@@ -211,25 +220,17 @@ class WriterState:
 
     def probe(self, conn: sqlite3.Connection, keys: list[Probe]) -> None:
         """Right after BEGIN: look up in `messages`, a few statements for the whole batch,
-        the keys its appends will check (`find`) that are not in memory. One statement
+        the keys its appends will check (`find`, which asks memory first). One statement
         per append cost the writer about 3 µs each; in one statement, about 0.6 µs.
         Only this writer adds to `messages`, by folding after a batch's ops, so the
         answers hold for the whole batch."""
         probed = self.probed
-        pending = self.pending
-        wanted: list[Probe] = []
-        for key in keys:
-            entry = pending.get(key[0])
-            if (entry is None or (key[1], key[2]) not in entry.cmids) and key not in probed:
-                probed[key] = None
-                wanted.append(key)
-        done = 0
-        while done < len(wanted):
-            count = min(_PROBE_MAX_KEYS, 1 << ((len(wanted) - done).bit_length() - 1))
-            chunk = wanted[done:done + count]
+        probed.update(dict.fromkeys(keys))  # each key once, None until a row is found
+        wanted = list(probed)
+        for start, count in _chunks(len(wanted), _PROBE_MAX_KEYS):
+            chunk = wanted[start:start + count]
             for row in conn.execute(_probe_sql(count), [v for key in chunk for v in key]):
                 probed[row[0], row[2], row[7]] = message(row)
-            done += count
 
     def find(self, conn: sqlite3.Connection, room: str, sender: str,
              cmid: str | int) -> StoredMessage | None:
