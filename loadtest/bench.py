@@ -16,7 +16,8 @@ process's hard open-file limit. The steps, and the targets of issue 3:
    speed every figure depends on;
 1. ramp on the relay, then on Confide: the highest delivered msg/s with
    p99 ≤ 100 ms and nothing lost (Confide ≥ 20,000 msg/s; ratio to the relay
-   ≥ 0.5);
+   ≥ 0.5); after the first step that misses, two more runs halve the gap to the
+   last step that held (`climb`);
 2. chat: 5,000 connections in 2,500 rooms at 1 msg/s each (p99 ≤ 25 ms),
    then the disk and CPU probes again, so that a disk that was quiet for the
    first probe but stalled during the run, or a core that slowed, shows;
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from loadtest.benchdoc import Step, write_doc
 from loadtest.cpu import CpuReport
@@ -52,6 +54,12 @@ from loadtest.target import TargetError
 from loadtest.worker import Scenario
 
 RAMP_P99_MS = 100.0
+# After the ramp's first miss: this many halvings of the gap to the last step that held,
+# at rates rounded to REFINE_STEP msg/s.
+REFINE_ROUNDS = 2
+REFINE_STEP = 250
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -124,19 +132,51 @@ def _probe(s: BenchSettings, name: str, label: str, target: str,
 
 def ramp(s: BenchSettings, spawn: str, users: int, totals: list[int],
          duration: float) -> tuple[int, list[Report]]:
-    """Raise the total rate step by step; the highest rate that held (p99, exact, kept up)."""
-    best = 0
-    reports = []
-    for total in totals:
+    """The highest delivered msg/s that held (p99, exact, kept up), found by `climb`."""
+    def attempt(total: int) -> tuple[float | None, Report]:
         config = _config(s, "chat", spawn, users=users, rate=total / users, duration_s=duration,
                          typing_share=0.1, read_every_s=1.0, drain_s=15.0)
         report = _run(s, f"ramp-{spawn}-{total}", config)
-        reports.append(report)
         held = (report.exact and report.latency_ms.p99 <= RAMP_P99_MS
                 and report.delivered_per_s >= 0.95 * total)
-        if not held:
+        return (report.delivered_per_s if held else None), report
+
+    return climb(totals, attempt, rounds=0 if s.quick else REFINE_ROUNDS)
+
+
+def climb(totals: list[int], attempt: Callable[[int], tuple[float | None, R]],
+          rounds: int = REFINE_ROUNDS) -> tuple[int, list[R]]:
+    """Offer each rate of `totals` in turn until one does not hold, then halve the gap
+    between the last that held and the first that missed, `rounds` times (not below
+    REFINE_STEP apart): a ceiling between two coarse steps is found to within a quarter
+    of their gap, for two more runs, not a run at every fine step.
+
+    `attempt(total)` runs one step: the delivered msg/s if it held, else None, and its
+    report. Returns the highest delivered msg/s that held (0 if none) and every report,
+    in the order run.
+    """
+    best = 0
+    reports: list[R] = []
+    held_at = missed_at = None
+    for total in totals:
+        delivered, report = attempt(total)
+        reports.append(report)
+        if delivered is None:
+            missed_at = total
             break
-        best = int(report.delivered_per_s)
+        held_at, best = total, int(delivered)
+    for _ in range(rounds):
+        if held_at is None or missed_at is None:
+            break
+        mid = round((held_at + missed_at) / 2 / REFINE_STEP) * REFINE_STEP
+        if not held_at < mid < missed_at:
+            break
+        delivered, report = attempt(mid)
+        reports.append(report)
+        if delivered is None:
+            missed_at = mid
+        else:
+            held_at, best = mid, max(best, int(delivered))
     return best, reports
 
 
