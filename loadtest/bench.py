@@ -148,8 +148,8 @@ def climb(totals: list[int], attempt: Callable[[int], tuple[float | None, R]],
           rounds: int = REFINE_ROUNDS) -> tuple[int, list[R]]:
     """Offer each rate of `totals` in turn until one does not hold, then halve the gap
     between the last that held and the first that missed, `rounds` times (not below
-    REFINE_STEP apart): a ceiling between two coarse steps is found to within a quarter
-    of their gap, for two more runs, not a run at every fine step.
+    REFINE_STEP apart): with two rounds, a ceiling between two coarse steps is found to
+    within a quarter of their gap for two more runs, not a run at every fine step.
 
     `attempt(total)` runs one step: the delivered msg/s if it held, else None, and its
     report. Returns the highest delivered msg/s that held (0 if none) and every report,
