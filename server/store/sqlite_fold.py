@@ -230,7 +230,9 @@ class WriterState:
         for start, count in _chunks(len(wanted), _PROBE_MAX_KEYS):
             chunk = wanted[start:start + count]
             for row in conn.execute(_probe_sql(count), [v for key in chunk for v in key]):
-                probed[row[0], row[2], row[7]] = message(row)
+                found = message(row)
+                assert found.cmid is not None  # joined on it
+                probed[found.room, found.sender, found.cmid] = found
 
     def find(self, conn: sqlite3.Connection, room: str, sender: str,
              cmid: str | int) -> StoredMessage | None:
