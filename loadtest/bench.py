@@ -17,7 +17,8 @@ process's hard open-file limit. The steps, and the targets of issue 3:
 1. ramp on the relay, then on Confide: the highest delivered msg/s with
    p99 ≤ 100 ms and nothing lost (Confide ≥ 20,000 msg/s; ratio to the relay
    ≥ 0.5); after the first step that misses, two more runs halve the gap to the
-   last step that held (`climb`);
+   last step that held (`climb`); and the server's CPU per message on both, at the
+   highest rate both held (no target: what storage, auth and rules cost);
 2. chat: 5,000 connections in 2,500 rooms at 1 msg/s each (p99 ≤ 25 ms),
    then the disk and CPU probes again, so that a disk that was quiet for the
    first probe but stalled during the run, or a core that slowed, shows;
@@ -37,7 +38,7 @@ import dataclasses
 import math
 import resource
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,11 +138,50 @@ def ramp(s: BenchSettings, spawn: str, users: int, totals: list[int],
         config = _config(s, "chat", spawn, users=users, rate=total / users, duration_s=duration,
                          typing_share=0.1, read_every_s=1.0, drain_s=15.0)
         report = _run(s, f"ramp-{spawn}-{total}", config)
-        held = (report.exact and report.latency_ms.p99 <= RAMP_P99_MS
-                and report.delivered_per_s >= 0.95 * total)
-        return (report.delivered_per_s if held else None), report
+        return (report.delivered_per_s if held(report) else None), report
 
     return climb(totals, attempt, rounds=0 if s.quick else REFINE_ROUNDS)
+
+
+def offered(report: Report) -> int:
+    """The msg/s a chat step offered in all."""
+    return round(report.rate * report.users)
+
+
+def held(report: Report) -> bool:
+    """Whether a ramp step held: p99 within bound, nothing lost, and it kept up."""
+    return (report.exact and report.latency_ms.p99 <= RAMP_P99_MS
+            and report.delivered_per_s >= 0.95 * offered(report))
+
+
+def cpu_per_message_us(report: Report) -> float | None:
+    """The server's CPU time per delivered message (µs), from the run's mean CPU share."""
+    if report.server_cpu_pct is None or report.delivered_per_s <= 0:
+        return None
+    return report.server_cpu_pct / 100 / report.delivered_per_s * 1e6
+
+
+def cost_step(confide: Sequence[Report], relay: Sequence[Report]) -> Step:
+    """Confide's server CPU per message against the relay's, at the highest offered rate
+    that both ramps held: the cost of the same work, which does not hang on the step where
+    a run's p99 first crossed its bound (the host's hiccups move that a lot). It still
+    moves with the host between the two runs, which are minutes apart."""
+    name = "server CPU per message, Confide against the relay"
+    target = "none: what storage, auth and rules cost"
+    costs: dict[str, dict[int, float]] = {}
+    for kind, reports in (("confide", confide), ("relay", relay)):
+        costs[kind] = {}
+        for r in reports:
+            cost = cpu_per_message_us(r)
+            if held(r) and cost is not None:
+                costs[kind][offered(r)] = cost
+    common = set(costs["confide"]) & set(costs["relay"])
+    if not common:
+        return Step(name, target, "n/a (no rate held by both)", None, [])
+    rate = max(common)
+    mine, floor = costs["confide"][rate], costs["relay"][rate]
+    return Step(f"{name}, at {rate:,} msg/s", target,
+                f"{mine:.0f} µs against {floor:.0f} µs (× {mine / floor:.2f})", None, [])
 
 
 def climb(totals: list[int], attempt: Callable[[int], tuple[float | None, R]],
@@ -205,6 +245,7 @@ def run_bench(s: BenchSettings) -> list[Step]:
     steps.append(Step("ratio to the relay", "≥ 0.5",
                       "n/a" if ratio is None else f"{math.floor(ratio * 1000) / 1000:.3f}",
                       None if ratio is None else ratio >= 0.5, []))
+    steps.append(cost_step(confide_reports, relay_reports))
 
     users = 500 if q else 5000
     chat = _run(s, "chat-5000", _config(s, "chat", "confide", users=users, rate=1.0,
