@@ -150,8 +150,16 @@ def is_valid_user_id(user: str) -> bool:
     return 0 < len(user) <= MAX_USER_ID and user.isprintable() and user != "system"
 
 
-def check_user_id(user: object) -> UserId:
-    if not isinstance(user, str) or not is_valid_user_id(user):
-        raise BadRequest(f"user must be a printable string of 1..{MAX_USER_ID} characters, "
-                         "not 'system'")
+def check_user_id(user: object, field: str = "user") -> UserId:
+    """`user` as a user id, or a `BadRequest` that names `field` and what is wrong with it
+    (never echoing the value)."""
+    if user is None:
+        raise BadRequest(f"`{field}` is required: a user id")
+    if not isinstance(user, str):
+        raise BadRequest(f"`{field}` must be a string: a user id")
+    if user == "system":
+        raise BadRequest(f"`{field}` may not be 'system': that name is reserved for the "
+                         "room's system messages")
+    if not is_valid_user_id(user):
+        raise BadRequest(f"`{field}` must be 1..{MAX_USER_ID} printable characters")
     return UserId(user)

@@ -116,8 +116,8 @@ class Api:
     async def create_room(self, request: Request) -> Response:
         self.admin(request)
         body = await json_body(request)
-        client = check_user_id(body.get("client"))
-        provider = check_user_id(body.get("provider"))
+        client = check_user_id(body.get("client"), "client")
+        provider = check_user_id(body.get("provider"), "provider")
         if client == provider:
             raise BadRequest("`client` and `provider` must be different users")
         plan, service = body.get("plan"), body.get("service", "therapy")
@@ -150,7 +150,7 @@ class Api:
     async def change_provider(self, request: Request) -> Response:
         self.admin(request)
         body = await json_body(request)
-        provider = check_user_id(body.get("provider"))
+        provider = check_user_id(body.get("provider"), "provider")
         room = RoomId(request.path_params["room"])
         current = await self.hub.room(room)
         if provider == current.client:

@@ -40,7 +40,10 @@ async def test_admin_calls_need_an_admin_token(node: RunningNode) -> None:
     ('{"client": "c", "provider": "c", "plan": "self_pay"}', "different"),
     ('{"client": "c", "provider": "p", "plan": "gold"}', "plan"),
     ('{"client": "c", "provider": "p", "plan": "eap", "service": "surgery"}', "service"),
-    ('{"client": "", "provider": "p", "plan": "eap"}', "user"),
+    ('{"client": "", "provider": "p", "plan": "eap"}', "`client` must be 1..128 printable"),
+    ('{"client": "c", "plan": "eap"}', "`provider` is required"),
+    ('{"client": "c", "provider": 7, "plan": "eap"}', "`provider` must be a string"),
+    ('{"client": "c", "provider": "system", "plan": "eap"}', "`provider` may not be 'system'"),
 ])
 async def test_bad_room_bodies_say_what_is_wrong(node: RunningNode, body: str,
                                                  field: str) -> None:
@@ -60,6 +63,9 @@ async def test_tokens_issued_over_http_open_a_websocket(node: RunningNode) -> No
         bad = await http.post("/v1/tokens", json={"user": "u9", "role": "root"},
                               headers=node.admin)
         assert bad.status_code == 400 and "role" in bad.json()["error"]["message"]
+        nobody = await http.post("/v1/tokens", json={"role": "client"}, headers=node.admin)
+        assert nobody.status_code == 400
+        assert "`user` is required" in nobody.json()["error"]["message"]
     client = await Client.connect(node.url, r.json()["token"])
     assert client.welcome["user"] == "u9" and client.welcome["role"] == "provider"
 
