@@ -50,7 +50,7 @@ def decode(data: bytes | str, encoding: Encoding) -> Frame:
             if not isinstance(data, str):
                 raise ProtocolViolation("binary frame on a JSON connection")
             if data.count("[") + data.count("{") > MAX_JSON_DEPTH and \
-                    _json_depth(data) > MAX_JSON_DEPTH:
+                    json_depth(data) > MAX_JSON_DEPTH:
                 raise ProtocolViolation(f"frame nested deeper than {MAX_JSON_DEPTH} levels")
             frame = json.loads(data)
     except ProtocolViolation:
@@ -68,7 +68,7 @@ def decode(data: bytes | str, encoding: Encoding) -> Frame:
     return frame
 
 
-def _json_depth(text: str) -> int:
+def json_depth(text: str) -> int:
     """The deepest nesting of arrays and objects in JSON text (strings skipped)."""
     depth = deepest = 0
     in_string = escaped = False

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.auth import Identity, TokenAuthority, check_user_id
+from server.codec import MAX_JSON_DEPTH, json_depth
 from server.errors import (
     BadRequest,
     ConfideError,
@@ -67,8 +68,12 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        text = raw.decode()
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
+                json_depth(text) > MAX_JSON_DEPTH:
+            raise BadRequest(f"body nested deeper than {MAX_JSON_DEPTH} levels")
+        body = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")

@@ -8,7 +8,7 @@ body, and hand over to `server.sessions.Sessions`, which applies the rules of `r
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import time, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +20,7 @@ from server.auth import Identity
 from server.errors import BadRequest, Forbidden, RuleError
 from server.http import Api, json_body
 from server.ids import RoomId, UserId
-from server.sessions import Sessions, parse_start
+from server.sessions import Sessions, parse_start, parse_time
 from server.store import RoomRecord
 
 MAX_SLOT_SPAN = timedelta(days=62)
@@ -116,8 +116,7 @@ class SessionApi:
             if not any(r.provider == provider for r in rooms):
                 raise Forbidden("only the provider's own clients see their free times",
                                 rule="R1")
-        span = parse_interval({"start": request.query_params.get("from"),
-                               "end": request.query_params.get("to")})
+        span = parse_interval(dict(request.query_params), ("from", "to"))
         if span.end - span.start > MAX_SLOT_SPAN:
             raise BadRequest("ask for at most 62 days of slots at a time")
         found = await self.sessions.free_slots(provider, span)
@@ -168,6 +167,9 @@ def parse_hours(body: dict[str, Any]) -> WorkingHours:
             opens, closes = time.fromisoformat(span[0]), time.fromisoformat(span[1])
         except ValueError:
             raise BadRequest(f"`{name}` times must be HH:MM") from None
+        if opens.tzinfo is not None or closes.tzinfo is not None:
+            raise BadRequest(f"`{name}` times must be HH:MM without an offset: they are "
+                             "local times of `tz`")
         parsed.append(DayHours(WEEKDAYS.index(name), opens, closes))
     try:
         return WorkingHours(tz, tuple(sorted(parsed, key=lambda d: d.weekday)))
@@ -175,19 +177,14 @@ def parse_hours(body: dict[str, Any]) -> WorkingHours:
         raise BadRequest(f"working hours refused: {str(exc)[:80]}") from None
 
 
-def parse_interval(body: object) -> Interval:
+def parse_interval(body: object, names: tuple[str, str] = ("start", "end")) -> Interval:
+    """`{start, end}` as an interval; `names`: what the request calls the two ends."""
     if not isinstance(body, dict):
         raise BadRequest("an interval is {start, end}")
-    start, end = body.get("start"), body.get("end")
-    try:
-        first = datetime.fromisoformat(start) if isinstance(start, str) else None
-        last = datetime.fromisoformat(end) if isinstance(end, str) else None
-    except ValueError:
-        first = last = None
-    if first is None or last is None or first.tzinfo is None or last.tzinfo is None:
-        raise BadRequest("`start` and `end` must be ISO 8601 times with an offset")
+    first = parse_time(body.get(names[0]), names[0])
+    last = parse_time(body.get(names[1]), names[1])
     if last <= first:
-        raise BadRequest("`end` must be after `start`")
+        raise BadRequest(f"`{names[1]}` must be after `{names[0]}`")
     return Interval(first, last)
 
 

@@ -551,15 +551,31 @@ def message_frame(message: StoredMessage) -> dict[str, Any]:
     return frame
 
 
-def parse_start(value: object) -> datetime:
+# Times a request may name: far wider than any booking, narrow enough that no sum of a
+# time and a duration, nor a change of offset, leaves the calendar.
+FIRST_YEAR, LAST_YEAR = 1970, 9000
+
+
+def parse_time(value: object, name: str) -> datetime:
+    """`value` as an ISO 8601 time with an offset, or a `BadRequest` naming `name`."""
+    if value is None:
+        raise BadRequest(f"`{name}` is required: an ISO 8601 time with an offset")
     if not isinstance(value, str):
-        raise BadRequest("`start` must be an ISO 8601 time with an offset")
+        raise BadRequest(f"`{name}` must be an ISO 8601 time with an offset")
     try:
-        start = datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest("`start` must be an ISO 8601 time with an offset") from None
-    if start.tzinfo is None:
-        raise BadRequest("`start` needs an offset, e.g. +00:00")
+        hint = " (a '+' in a URL must be written %2B)" if " " in value else ""
+        raise BadRequest(f"`{name}` must be an ISO 8601 time with an offset{hint}") from None
+    if when.tzinfo is None:
+        raise BadRequest(f"`{name}` needs an offset, e.g. +00:00")
+    if not FIRST_YEAR < when.year < LAST_YEAR:
+        raise BadRequest(f"`{name}` must fall between the years {FIRST_YEAR} and {LAST_YEAR}")
+    return when
+
+
+def parse_start(value: object) -> datetime:
+    start = parse_time(value, "start")
     if start.second or start.microsecond or start.minute % 5:
         raise BadRequest("`start` must fall on a five-minute mark")
     return start

@@ -161,7 +161,7 @@ ANSWER = "an answer"
 
 
 def _json_depth(text: str) -> int:
-    from server.codec import _json_depth as depth
+    from server.codec import json_depth as depth
 
     return depth(text)
 

@@ -40,6 +40,8 @@ async def test_admin_calls_need_an_admin_token(node: RunningNode) -> None:
     ('{"client": "c", "provider": "c", "plan": "self_pay"}', "different"),
     ('{"client": "c", "provider": "p", "plan": "gold"}', "plan"),
     ('{"client": "c", "provider": "p", "plan": "eap", "service": "surgery"}', "service"),
+    ("[" * 30_000 + "]" * 30_000, "nested deeper than 64"),
+    ('{"a": ' * 100 + "1" + "}" * 100, "nested deeper than 64"),
     ('{"client": "", "provider": "p", "plan": "eap"}', "`client` must be 1..128 printable"),
     ('{"client": "c", "plan": "eap"}', "`provider` is required"),
     ('{"client": "c", "provider": 7, "plan": "eap"}', "`provider` must be a string"),

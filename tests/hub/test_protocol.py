@@ -266,8 +266,8 @@ async def test_errors_name_the_problem_and_keep_the_connection(node: RunningNode
         ({"t": "send", "room": room, "cmid": "1", "kind": "text"}, "bad_request"),
         ({"t": "send", "room": room, "cmid": "1", "kind": "text", "body": "x" * 20001},
          "too_large"),
-        ({"t": "send", "room": room, "cmid": "1", "kind": "voice", "media": "m_none"},
-         "not_found"),
+        ({"t": "send", "room": room, "cmid": "1", "kind": "voice", "media": "x" * 60},
+         "not_found"),  # the id is the client's text: never echoed
         ({"t": "history", "room": room, "limit": 0}, "bad_request"),
         ({"t": "typing", "room": room, "on": "yes"}, "bad_request"),
         ({"t": "unsub", "room": room}, "not_found"),
