@@ -50,7 +50,7 @@ from server.openapi import openapi, openapi_json
 from server.requests import Requests
 from server.sessions import Clock, Sessions, utc_now
 from server.store import Store
-from server.store.sqlite import SQLiteStore
+from server.store.sqlite import DB_FILE, SQLiteStore
 from server.wire import Wire, Wires, message_cap, wire_protocol
 
 log = logging.getLogger("confide")
@@ -77,7 +77,7 @@ def build_node(settings: Settings, *, store: Store | None = None,
                broker: Broker | None = None, clock: Clock = utc_now) -> Node:
     authority = TokenAuthority(settings)
     if store is None:
-        store = SQLiteStore(settings.data / "confide.db", synchronous=settings.sqlite_synchronous,
+        store = SQLiteStore(settings.data / DB_FILE, synchronous=settings.sqlite_synchronous,
                             group_commit_max=settings.group_commit_max)
     broker = broker or MemoryBroker()
     hub = Hub(settings, store, broker)

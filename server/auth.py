@@ -25,6 +25,8 @@ from server.ids import ROLES, Role, UserId
 log = logging.getLogger("confide.auth")
 KEY_FILE = "node.key"
 MAX_USER_ID = 128
+MAX_TOKEN_CHARS = 8192
+MAX_TTL_S = 30 * 86400  # the longest a token issued here lives
 
 
 @dataclass(frozen=True)
@@ -42,27 +44,50 @@ def load_or_create_key(data: Path, create: bool = True) -> bytes:
     if not create and not path.exists():
         raise ConfigError(f"no signing key in {data}: start the node once with "
                           f"`confide serve --data {data}`")
-    data.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        key = path.read_bytes().strip()
-    except FileNotFoundError:
-        log.warning("created a new signing key in %s: tokens signed with any other key "
-                    "are refused", path)
-        key = secrets.token_hex(32).encode()
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)  # fails if another process created it first
-        except FileExistsError:
-            pass
-        tmp.unlink()
-        key = path.read_bytes().strip()
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = _read_or_create_key(path)
+    except OSError as exc:
+        where = exc.filename or data
+        raise ConfigError(f"data: cannot use {where}: {exc.strerror or exc}") from None
     if len(key) < 32:
         raise ConfigError(f"{path}: the signing key is shorter than 32 bytes")
+    return key
+
+
+def _read_or_create_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    log.warning("created a new signing key in %s: tokens signed with any other key "
+                "are refused", path)
+    key = secrets.token_hex(32).encode()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # fails if another process created it first
+    except FileExistsError:
+        pass
+    tmp.unlink()
+    return path.read_bytes().strip()
+
+
+def _public_key(path: str, raw: bytes, algorithm: str) -> Any:
+    """The identity provider's public key, parsed at start-up: a file that is not one is a
+    configuration error, not a refusal of every token later."""
+    try:
+        key = jwt.get_algorithm_by_name(algorithm).prepare_key(raw)
+    except (jwt.InvalidKeyError, ValueError, TypeError):
+        raise ConfigError(f"jwt_public_key: {path} is not a PEM public key for "
+                          f"{algorithm}") from None
+    if not hasattr(key, "verify"):  # a private key: it signs, it does not check
+        raise ConfigError(f"jwt_public_key: {path} holds a private key; give the identity "
+                          "provider's public key")
     return key
 
 
@@ -87,10 +112,11 @@ class TokenAuthority:
             self._verify_key = self._signing_key
         else:
             try:
-                self._verify_key = Path(settings.jwt_public_key).read_bytes()
+                raw = Path(settings.jwt_public_key).read_bytes()
             except OSError as exc:
                 raise ConfigError(f"jwt_public_key: cannot read {settings.jwt_public_key}: "
                                   f"{exc.strerror}") from None
+            self._verify_key = _public_key(settings.jwt_public_key, raw, self._algorithm)
 
     @property
     def can_issue(self) -> bool:
@@ -104,8 +130,10 @@ class TokenAuthority:
         check_user_id(user)
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}")
-        now = time.time() if now is None else now
         ttl = self._default_ttl if ttl_s is None else ttl_s
+        if not 1 <= ttl <= MAX_TTL_S:
+            raise BadRequest(f"`ttl` must be 1..{MAX_TTL_S} seconds")
+        now = time.time() if now is None else now
         claims: dict[str, Any] = {"sub": user, "role": role, "iat": int(now),
                                   "exp": int(now + ttl)}
         if self._issuer:
@@ -114,8 +142,10 @@ class TokenAuthority:
 
     def verify(self, token: object) -> Identity:
         """The identity of a valid token; `Unauthorized` saying why otherwise."""
-        if not isinstance(token, str) or not token or len(token) > 8192:
+        if not isinstance(token, str) or not token:
             raise Unauthorized("token must be a non-empty string")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthorized(f"token is longer than {MAX_TOKEN_CHARS} characters")
         known = self._verified.get(token)
         if known is not None:
             if known.expires_at > time.time():
@@ -136,8 +166,9 @@ class TokenAuthority:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.InvalidTokenError as exc:
-            raise Unauthorized(f"invalid token: {type(exc).__name__}") from None
+        except jwt.InvalidTokenError as exc:  # PyJWT says what is wrong, never the claims
+            raise Unauthorized(f"invalid token: {str(exc)[:100] or type(exc).__name__}"
+                               ) from None
         user, role = claims.get("sub"), claims.get("role")
         if not isinstance(user, str) or not is_valid_user_id(user):
             raise Unauthorized("token `sub` is not a valid user id")

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -64,6 +65,22 @@ def _token(overrides: dict[str, object]) -> int:
     return 0
 
 
+def _check_data(settings: Settings) -> None:
+    """The data folder can be made and used, and a database already in it opens: checked
+    before start-up, so that a wrong `--data` is a configuration error naming it."""
+    from server.store.sqlite import DB_FILE, check_database
+
+    data = settings.data
+    try:
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"data: cannot use {exc.filename or data}: "
+                          f"{exc.strerror or exc}") from None
+    if not os.access(data, os.R_OK | os.W_OK | os.X_OK):
+        raise ConfigError(f"data: {data} must be readable and writable by this user")
+    check_database(data / DB_FILE)
+
+
 def _serve(overrides: dict[str, object]) -> int:
     import uvicorn
 
@@ -73,6 +90,7 @@ def _serve(overrides: dict[str, object]) -> int:
     if settings.redis or settings.database:
         raise ConfigError("--redis and --database (many nodes) are not available in this "
                           "version yet; run without them for the embedded default")
+    _check_data(settings)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)

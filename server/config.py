@@ -9,6 +9,7 @@ message naming the setting, what was given and what is accepted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ _POSITIVE = {
     "max_connections_per_user", "rate_limit_per_s", "rate_limit_burst", "rate_limit_strikes",
     "outgoing_queue", "replay_page", "history_max", "group_commit_max", "token_ttl_s",
     "deadline_poll_s", "rejoin_grace_s", "turn_ttl_s", "max_signal_bytes",
+    "graceful_shutdown_s",
 }
 _CHOICES = {
     "jwt_algorithm": ("HS256", "RS256", "EdDSA"),
@@ -93,6 +95,8 @@ def env_name(name: str) -> str:
 
 
 def _convert(name: str, raw: object, kind: type) -> object:
+    if isinstance(raw, float) and kind is float and not math.isfinite(raw):
+        raise ConfigError(f"{name}: must be a finite number, got {raw}")
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
     text = str(raw).strip()
@@ -104,9 +108,14 @@ def _convert(name: str, raw: object, kind: type) -> object:
         if kind is int:
             return int(text)
         if kind is float:
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ConfigError(f"{name}: must be a finite number, got {text!r}")
+            return number
         if kind is str:
             return text
+    except ConfigError:
+        raise
     except ValueError:
         pass
     raise ConfigError(f"{name}: {text!r} is not a valid {kind.__name__}")
@@ -144,6 +153,8 @@ def load(overrides: Mapping[str, object] | None = None,
         for url in filter(None, (u.strip() for u in getattr(settings, name).split(","))):
             if not url.startswith(schemes):
                 raise ConfigError(f"{name}: {url[:60]!r} must start with {' or '.join(schemes)}")
+    if settings.token_ttl_s > 30 * 86400:
+        raise ConfigError("token_ttl_s: tokens issued here live at most 2592000 s (30 days)")
     if settings.turn_ttl_s > 300:
         raise ConfigError("turn_ttl_s: TURN credentials live at most 300 seconds")
     if settings.join_opens_min < 0:

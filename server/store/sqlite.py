@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from server.config import ConfigError
 from server.errors import Conflict, InternalError, NotFound
 from server.ids import MediaId, MessageKind, RoomId, UserId
 from server.store.base import (
@@ -162,6 +163,25 @@ class _ReadMarks:
                 " ON CONFLICT (room, user) DO UPDATE SET seq = MAX(seq, excluded.seq)"
                 " RETURNING seq", (room, user, seq)).fetchone()[0]
         return stored
+
+
+DB_FILE = "confide.db"
+
+
+def check_database(path: Path) -> None:
+    """Before a node starts: a file at `path` must open as an SQLite database, else a
+    `ConfigError` naming it. Opened read-only: whatever the file holds is left as it is."""
+    if not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"data: {path} does not open as a Confide database ({exc}); "
+                          "it was left as it is") from None
 
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:

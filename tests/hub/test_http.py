@@ -35,6 +35,21 @@ async def test_admin_calls_need_an_admin_token(node: RunningNode) -> None:
         assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
 
 
+async def test_refused_tokens_say_what_is_wrong_with_them(node: RunningNode) -> None:
+    key = (node.settings.data / "node.key").read_bytes().strip()
+    no_exp = jwt.encode({"sub": "c", "role": "client"}, key, algorithm="HS256")
+    wrong_key = jwt.encode({"sub": "c", "role": "client", "exp": int(time.time()) + 60},
+                           b"k" * 32, algorithm="HS256")
+    cases = [("x" * 9000, "token is longer than 8192 characters"),
+             (no_exp, 'invalid token: Token is missing the "exp" claim'),
+             (wrong_key, "invalid token: Signature verification failed"),
+             ("garbage", "invalid token: Not enough segments")]
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        for token, says in cases:
+            r = await http.get("/v1/stats", headers={"authorization": "Bearer " + token})
+            assert r.status_code == 401 and r.json()["error"]["message"] == says, r.text
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ("not json", "JSON"), ("[1, 2]", "object"),
     ('{"client": "c", "provider": "c", "plan": "self_pay"}', "different"),

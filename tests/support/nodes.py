@@ -43,9 +43,15 @@ class RunningNode:
         return await self.node.deadlines.run_due()
 
     def token(self, user: str, role: str = "client", ttl: int | None = None) -> str:
+        """A token of the node's key; a `ttl` of 0 or less: one that expired -ttl s ago."""
+        import time
+
         from server.auth import TokenAuthority
 
-        return TokenAuthority(self.settings).issue(user, role, ttl)
+        authority = TokenAuthority(self.settings)
+        if ttl is not None and ttl <= 0:  # issued a second before it expired
+            return authority.issue(user, role, 1, now=time.time() + ttl - 1)
+        return authority.issue(user, role, ttl)
 
     @property
     def admin(self) -> dict[str, str]:
