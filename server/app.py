@@ -164,12 +164,22 @@ async def http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     if status == 405:
         return error_response(MethodNotAllowed(f"{request.method} is not allowed on this path"))
+    if request.url.path == "/ws":  # a plain request to the websocket's path
+        response = error_response(UpgradeRequired(
+            "/ws is a websocket: connect with `Upgrade: websocket` (version 13)"))
+        response.headers["Upgrade"] = "websocket"
+        return response
     return error_response(NotFound(f"no such path: {request.url.path[:100]}"))
 
 
 class MethodNotAllowed(ClientError):
     code = "bad_request"
     status = 405
+
+
+class UpgradeRequired(ClientError):
+    code = "bad_request"
+    status = 426
 
 
 class ConfideApp:

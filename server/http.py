@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,7 @@ from server.errors import (
     ConfideError,
     Forbidden,
     InternalError,
+    NotFound,
     TooLarge,
     Unauthorized,
     error_body,
@@ -45,6 +47,10 @@ def guarded(handler: Handler) -> Handler:
     """Turn Confide errors into their JSON shape; anything else is a logged 500."""
 
     async def run(request: Request) -> Response:
+        for name, value in request.path_params.items():  # never echo a long or odd id
+            if isinstance(value, str) and (len(value) > MAX_PATH_ID or not value.isprintable()):
+                return error_response(NotFound(f"no such {name}: an id is 1..{MAX_PATH_ID} "
+                                               "printable characters"))
         try:
             return await handler(request)
         except ConfideError as exc:
@@ -54,6 +60,10 @@ def guarded(handler: Handler) -> Handler:
             return error_response(InternalError("internal error"))
 
     return run
+
+
+ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_PATH_ID = 128  # the longest id a path names (a user id)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -133,12 +143,14 @@ class Api:
         messaging = body.get("messaging", True)
         if not isinstance(messaging, bool):
             raise BadRequest("`messaging` must be true or false")
+        if not messaging and plan != "org":  # R2: the other plans' messaging is the plan's
+            raise BadRequest("`messaging: false` is for `org` plans only: the other plans "
+                             "decide messaging themselves (R2)")
         room_id = body.get("room")
         if room_id is None:
             room_id = "r_" + secrets.token_urlsafe(12)
-        elif not isinstance(room_id, str) or not 0 < len(room_id) <= 64 \
-                or not room_id.replace("-", "").replace("_", "").isalnum():
-            raise BadRequest("`room` must be 1..64 letters, digits, '-' or '_'")
+        elif not isinstance(room_id, str) or not ROOM_ID.fullmatch(room_id):
+            raise BadRequest("`room` must be 1..64 ASCII letters, digits, '-' or '_'")
         record = RoomRecord(RoomId(room_id), client, provider, plan, service, messaging,
                             ms(self.sessions.clock()))
         await self.store.create_room(record)

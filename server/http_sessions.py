@@ -24,6 +24,10 @@ from server.sessions import Sessions, parse_start, parse_time
 from server.store import RoomRecord
 
 MAX_SLOT_SPAN = timedelta(days=62)
+# Availability (a provider's extra hours, a client's shared times) is for times to come:
+# each interval at most this long, starting at most this far ahead.
+MAX_AVAILABILITY_SPAN = timedelta(days=62)
+MAX_AVAILABILITY_AHEAD = timedelta(days=366)
 
 
 class SessionApi:
@@ -104,9 +108,23 @@ class SessionApi:
     async def add_availability(self, request: Request) -> Response:
         provider = self._provider_self(request)
         body = await json_body(request)
-        interval = parse_interval(body)
+        interval = self._ahead(parse_interval(body))
         schedule = await self.sessions.set_hours(provider, None, interval)
         return JSONResponse(schedule_json(schedule), status_code=201)
+
+    def _ahead(self, interval: Interval) -> Interval:
+        """`interval`, if it is availability a person could mean: not over, not too long,
+        not too far ahead."""
+        now = self.sessions.clock()
+        if interval.end <= now:
+            raise BadRequest("`end` is in the past: availability is for times to come")
+        if interval.end - interval.start > MAX_AVAILABILITY_SPAN:
+            raise BadRequest(f"an interval of availability spans at most "
+                             f"{MAX_AVAILABILITY_SPAN.days} days")
+        if interval.start - now > MAX_AVAILABILITY_AHEAD:
+            raise BadRequest(f"availability starts at most {MAX_AVAILABILITY_AHEAD.days} "
+                             "days ahead")
+        return interval
 
     async def slots(self, request: Request) -> Response:
         who = self.api.identity(request)
@@ -130,7 +148,7 @@ class SessionApi:
         raw = body.get("intervals")
         if not isinstance(raw, list) or not 1 <= len(raw) <= 50:
             raise BadRequest("`intervals` must be a list of 1..50 {start, end}")
-        intervals = [parse_interval(i) for i in raw]
+        intervals = [self._ahead(parse_interval(i)) for i in raw]
         out = await self.sessions.share_availability(record, who.user, intervals)
         return JSONResponse({"room": record.room, "seq": out.messages[0].seq}, status_code=201)
 

@@ -21,6 +21,13 @@ async def test_healthz_and_unknown_paths_answer_in_the_error_shape(node: Running
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
         wrong = await http.delete("/v1/rooms")
         assert wrong.status_code == 405 and "DELETE" in wrong.json()["error"]["message"]
+        plain = await http.get("/ws")  # the websocket's path, without the upgrade
+        assert plain.status_code == 426 and plain.headers["upgrade"] == "websocket"
+        assert "Upgrade: websocket" in plain.json()["error"]["message"]
+        long_id = await http.get("/v1/rooms/" + "a" * 3000, headers=node.admin)
+        assert long_id.status_code == 404 and "a" * 200 not in long_id.text
+        assert long_id.json()["error"]["message"] == (
+            "no such room: an id is 1..128 printable characters")
 
 
 async def test_admin_calls_need_an_admin_token(node: RunningNode) -> None:
@@ -55,6 +62,10 @@ async def test_refused_tokens_say_what_is_wrong_with_them(node: RunningNode) -> 
     ('{"client": "c", "provider": "c", "plan": "self_pay"}', "different"),
     ('{"client": "c", "provider": "p", "plan": "gold"}', "plan"),
     ('{"client": "c", "provider": "p", "plan": "eap", "service": "surgery"}', "service"),
+    ('{"client": "c", "provider": "p", "plan": "eap", "room": "r\u00f6\u00f6m"}', "ASCII"),
+    ('{"client": "c", "provider": "p", "plan": "eap", "room": "\u0663\u0664"}', "ASCII"),
+    ('{"client": "c", "provider": "p", "plan": "self_pay", "messaging": false}',
+     "`messaging: false` is for `org` plans only"),
     ("[" * 30_000 + "]" * 30_000, "nested deeper than 64"),
     ('{"a": ' * 100 + "1" + "}" * 100, "nested deeper than 64"),
     ('{"client": "", "provider": "p", "plan": "eap"}', "`client` must be 1..128 printable"),
@@ -137,3 +148,13 @@ async def test_stats_are_counts_for_admins_only(node: RunningNode) -> None:
     assert stats["connections"] == 1 and stats["users_online"] == 1
     assert set(stats) == {"node", "connections", "users_online", "rooms_followed",
                           "delivered", "uptime_s"}
+
+
+async def test_room_ids_take_ascii_letters_digits_dashes_and_underscores(node: RunningNode
+                                                                          ) -> None:
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        for room in ("__--", "Room_2-b", "x" * 64):
+            r = await http.post("/v1/rooms", headers=node.admin, json={
+                "client": "c", "provider": "p", "plan": "org", "messaging": False, "room": room})
+            assert r.status_code == 201 and r.json()["room"] == room, r.text
+            assert r.json()["messaging"] is False

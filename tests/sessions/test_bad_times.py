@@ -75,3 +75,21 @@ async def test_availability_far_outside_the_calendar_is_refused(site: Site) -> N
                                                   "end": "9999-12-31T23:00:00Z"}]})
     bad(r, "`start`", "years")
     assert await site.history(room, "c1") == []  # nothing was posted in the room
+
+
+async def test_availability_is_for_times_to_come_and_of_a_sane_length(site: Site) -> None:
+    room = await site.room("c1", "p1")
+    me = site.auth("p1", "provider")
+    cases = [((-2 * H, -H), "`end` is in the past"),
+             ((DAYS3, DAYS3 + timedelta(days=63)), "spans at most 62 days"),
+             ((timedelta(days=400), timedelta(days=401)), "at most 366 days ahead")]
+    for (start, end), says in cases:
+        interval = {"start": at(start), "end": at(end)}
+        bad(await site.http.post("/v1/providers/p1/availability", headers=me, json=interval),
+            says)
+        bad(await site.http.post(f"/v1/rooms/{room}/availability", headers=site.auth("c1"),
+                                 json={"intervals": [interval]}), says)
+    assert await site.history(room, "c1") == []  # nothing was posted in the room
+    ok = {"start": at(-H), "end": at(H)}  # under way: still to come in part
+    r = await site.http.post("/v1/providers/p1/availability", headers=me, json=ok)
+    assert r.status_code == 201, r.text
