@@ -78,7 +78,8 @@ SCHEMAS: dict[str, Schema] = {
                       plan={"enum": list(PLANS)},
                       service={"enum": list(SERVICES), "default": "therapy"},
                       messaging={"type": "boolean", "default": True,
-                                 "description": "org plans: messaging included (R2)"},
+                                 "description": "org plans: messaging included (R2); "
+                                                "`false` is refused for other plans"},
                       room={"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}),
     "Room": obj(["room", "client", "provider", "plan", "service", "messaging"],
                 room=STR, client=USER, provider=USER, plan={"enum": list(PLANS)},
@@ -233,7 +234,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Credits", errors=MEMBER),
     ("POST", "/v1/rooms/{room}/availability"): Operation(
         "The client shares times that suit them, as a system message in the room (R7)",
-        201, "Shared", "SharedAvailability", errors=(400, *MEMBER, 413)),
+        201, "Shared", "SharedAvailability", errors=(400, *MEMBER, 413),
+        description="Each interval must end in the future, span at most 62 days and "
+                    "start at most 366 days ahead."),
     ("GET", "/v1/sessions/{session}"): Operation(
         "A session (its client and provider; R1)", 200, "Session", errors=MEMBER),
     ("POST", "/v1/sessions/{session}/{action}"): Operation(
@@ -250,7 +253,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Schedule", "Hours", errors=PROVIDER_SELF, tag="providers"),
     ("POST", "/v1/providers/{provider}/availability"): Operation(
         "Add extra open time (the provider; R7)", 201, "Schedule", "Interval",
-        errors=PROVIDER_SELF, tag="providers"),
+        errors=PROVIDER_SELF, tag="providers",
+        description="The interval must end in the future, span at most 62 days and start "
+                    "at most 366 days ahead."),
     ("GET", "/v1/providers/{provider}/slots"): Operation(
         "Free session starts of a provider (the provider or their clients; R7)", 200,
         "Slots", errors=(400, 401, 403), tag="providers",
