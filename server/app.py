@@ -224,7 +224,7 @@ async def serve_websocket(node: Node, wire: Wire) -> None:
         return
     try:
         if len(data) > settings.max_frame_bytes:
-            raise ProtocolViolation("bad hello frame")
+            raise ProtocolViolation(f"hello frame over {settings.max_frame_bytes} bytes")
         frame = codec.decode(data, wire.encoding)
     except (ProtocolViolation, ClientError) as exc:
         wire.close(CLOSE_PROTOCOL, exc.message)

@@ -83,6 +83,7 @@ _POSITIVE = {
     "deadline_poll_s", "rejoin_grace_s", "turn_ttl_s", "max_signal_bytes",
     "graceful_shutdown_s",
 }
+MIN_FRAME_BYTES = 9216  # a hello carries a token of up to 8,192 characters
 _CHOICES = {
     "jwt_algorithm": ("HS256", "RS256", "EdDSA"),
     "sqlite_synchronous": ("FULL", "NORMAL"),
@@ -153,6 +154,16 @@ def load(overrides: Mapping[str, object] | None = None,
         for url in filter(None, (u.strip() for u in getattr(settings, name).split(","))):
             if not url.startswith(schemes):
                 raise ConfigError(f"{name}: {url[:60]!r} must start with {' or '.join(schemes)}")
+    if not settings.host:
+        raise ConfigError("host: empty; give an address (0.0.0.0 listens on every interface)")
+    if settings.max_frame_bytes < MIN_FRAME_BYTES:
+        raise ConfigError(f"max_frame_bytes: at least {MIN_FRAME_BYTES}, so that a hello "
+                          "with its token fits")
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        raise ConfigError("public_url: must be an http:// or https:// URL")
+    if settings.jwt_algorithm == "HS256" and settings.jwt_public_key:
+        raise ConfigError("jwt_public_key: only with jwt_algorithm RS256 or EdDSA (HS256 "
+                          "uses the node's own key)")
     if settings.token_ttl_s > 30 * 86400:
         raise ConfigError("token_ttl_s: tokens issued here live at most 2592000 s (30 days)")
     if settings.turn_ttl_s > 300:

@@ -29,6 +29,10 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     (("--join-opens-min", "nan"), {}, "join_opens_min: must be a finite number"),
     (("--graceful-shutdown-s", "-1"), {}, "graceful_shutdown_s: must be greater than 0"),
     (("--token-ttl-s", "2592001"), {}, "token_ttl_s: tokens issued here live at most"),
+    (("--host", ""), {}, "host: empty"),
+    (("--max-frame-bytes", "10"), {}, "max_frame_bytes: at least 9216"),
+    (("--public-url", "not a url"), {}, "public_url: must be an http"),
+    (("--jwt-public-key", "/etc/hostname"), {}, "jwt_public_key: only with"),
 ])
 def test_serve_refuses_bad_configuration_naming_it(tmp_path: Path, args: tuple[str, ...],
                                                    env: dict[str, str], named: str) -> None:

@@ -290,11 +290,11 @@ async def test_oversized_frame_is_refused_with_too_large(tmp_path: object) -> No
 
     from support.nodes import node_in_process
 
-    async with node_in_process(Path(str(tmp_path)) / "d", max_frame_bytes=1000) as node:
+    async with node_in_process(Path(str(tmp_path)) / "d", max_frame_bytes=10_000) as node:
         room = await node.room("c", "p")
         client = await Client.connect(node.url, node.token("c"))
         err = await client.request({"t": "send", "room": room, "cmid": 1, "kind": "text",
-                                    "body": "y" * 2000})
+                                    "body": "y" * 12_000})
         assert err["code"] == "too_large"
         assert (await client.request({"t": "ping"}))["t"] == "pong"
 
