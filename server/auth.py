@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 
-from server.config import ConfigError, Settings
+from server.config import MAX_TOKEN_TTL_S, ConfigError, Settings
 from server.errors import BadRequest, Forbidden, Unauthorized
 from server.ids import ROLES, Role, UserId
 
@@ -26,7 +26,6 @@ log = logging.getLogger("confide.auth")
 KEY_FILE = "node.key"
 MAX_USER_ID = 128
 MAX_TOKEN_CHARS = 8192
-MAX_TTL_S = 30 * 86400  # the longest a token issued here lives
 
 
 @dataclass(frozen=True)
@@ -131,8 +130,8 @@ class TokenAuthority:
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}")
         ttl = self._default_ttl if ttl_s is None else ttl_s
-        if not 1 <= ttl <= MAX_TTL_S:
-            raise BadRequest(f"`ttl` must be 1..{MAX_TTL_S} seconds")
+        if not 1 <= ttl <= MAX_TOKEN_TTL_S:
+            raise BadRequest(f"`ttl` must be 1..{MAX_TOKEN_TTL_S} seconds")
         now = time.time() if now is None else now
         claims: dict[str, Any] = {"sub": user, "role": role, "iat": int(now),
                                   "exp": int(now + ttl)}
@@ -166,15 +165,36 @@ class TokenAuthority:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.InvalidTokenError as exc:  # PyJWT says what is wrong, never the claims
-            raise Unauthorized(f"invalid token: {str(exc)[:100] or type(exc).__name__}"
-                               ) from None
+        except jwt.InvalidTokenError as exc:  # fixed texts: PyJWT's may quote the token
+            raise Unauthorized(f"invalid token: {_refusal(exc)}") from None
         user, role = claims.get("sub"), claims.get("role")
         if not isinstance(user, str) or not is_valid_user_id(user):
             raise Unauthorized("token `sub` is not a valid user id")
         if role not in ROLES:
             raise Unauthorized("token `role` must be client, provider or admin")
         return Identity(UserId(user), role, float(claims["exp"]))
+
+
+# Why PyJWT refused a token, in words of our own (its messages may quote the token's
+# header); the first class that matches, in order.
+_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidSignatureError, "its signature does not match the key"),
+    (jwt.InvalidAlgorithmError, "its algorithm is not the one this node accepts"),
+    (jwt.ImmatureSignatureError, "it is not valid yet (`nbf` or `iat` in the future)"),
+    (jwt.InvalidIssuedAtError, "`iat` must be a number"),
+    (jwt.InvalidIssuerError, "its `iss` is not the configured issuer"),
+    (jwt.InvalidAudienceError, "its `aud` is not accepted here"),
+    (jwt.DecodeError, "not a well-formed JWT"),
+)
+
+
+def _refusal(exc: jwt.InvalidTokenError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"it has no `{exc.claim}` claim"  # a claim we require, by name
+    for kind, words in _REFUSALS:
+        if isinstance(exc, kind):
+            return words
+    return type(exc).__name__
 
 
 def is_valid_user_id(user: str) -> bool:

@@ -81,8 +81,8 @@ _POSITIVE = {
     "max_connections_per_user", "rate_limit_per_s", "rate_limit_burst", "rate_limit_strikes",
     "outgoing_queue", "replay_page", "history_max", "group_commit_max", "token_ttl_s",
     "deadline_poll_s", "rejoin_grace_s", "turn_ttl_s", "max_signal_bytes",
-    "graceful_shutdown_s",
 }
+MAX_TOKEN_TTL_S = 30 * 86400  # the longest a token issued by a node lives
 MIN_FRAME_BYTES = 9216  # a hello carries a token of up to 8,192 characters
 _CHOICES = {
     "jwt_algorithm": ("HS256", "RS256", "EdDSA"),
@@ -164,8 +164,11 @@ def load(overrides: Mapping[str, object] | None = None,
     if settings.jwt_algorithm == "HS256" and settings.jwt_public_key:
         raise ConfigError("jwt_public_key: only with jwt_algorithm RS256 or EdDSA (HS256 "
                           "uses the node's own key)")
-    if settings.token_ttl_s > 30 * 86400:
-        raise ConfigError("token_ttl_s: tokens issued here live at most 2592000 s (30 days)")
+    if settings.token_ttl_s > MAX_TOKEN_TTL_S:
+        raise ConfigError(f"token_ttl_s: tokens issued here live at most {MAX_TOKEN_TTL_S} s "
+                          "(30 days)")
+    if settings.graceful_shutdown_s < 0:
+        raise ConfigError("graceful_shutdown_s: must be 0 or more")
     if settings.turn_ttl_s > 300:
         raise ConfigError("turn_ttl_s: TURN credentials live at most 300 seconds")
     if settings.join_opens_min < 0:

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from server.auth import Identity, TokenAuthority, check_user_id
 from server.codec import MAX_JSON_DEPTH, json_depth
+from server.config import MAX_TOKEN_TTL_S
 from server.errors import (
     BadRequest,
     ConfideError,
@@ -49,8 +50,8 @@ def guarded(handler: Handler) -> Handler:
     async def run(request: Request) -> Response:
         for name, value in request.path_params.items():  # never echo a long or odd id
             if isinstance(value, str) and (len(value) > MAX_PATH_ID or not value.isprintable()):
-                return error_response(NotFound(f"no such {name}: an id is 1..{MAX_PATH_ID} "
-                                               "printable characters"))
+                return error_response(NotFound(f"no such {name}: no id is longer than "
+                                               f"{MAX_PATH_ID} characters or unprintable"))
         try:
             return await handler(request)
         except ConfideError as exc:
@@ -78,11 +79,10 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        text = raw.decode()
-        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and \
-                json_depth(text) > MAX_JSON_DEPTH:
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(
+                raw.decode(json.detect_encoding(raw), "replace")) > MAX_JSON_DEPTH:
             raise BadRequest(f"body nested deeper than {MAX_JSON_DEPTH} levels")
-        body = json.loads(text)
+        body = json.loads(raw)  # UTF-8, -16 or -32, as JSON allows
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -123,8 +123,9 @@ class Api:
         role = body.get("role")
         ttl = body.get("ttl")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)
-                                or not 1 <= ttl <= 30 * 86400):
-            raise BadRequest("`ttl` must be an integer number of seconds, 1..2592000")
+                                or not 1 <= ttl <= MAX_TOKEN_TTL_S):
+            raise BadRequest(f"`ttl` must be an integer number of seconds, "
+                             f"1..{MAX_TOKEN_TTL_S}")
         token = self.authority.issue(user, str(role) if isinstance(role, str) else "", ttl)
         return JSONResponse({"token": token}, status_code=201)
 

@@ -112,18 +112,19 @@ class SessionApi:
         schedule = await self.sessions.set_hours(provider, None, interval)
         return JSONResponse(schedule_json(schedule), status_code=201)
 
-    def _ahead(self, interval: Interval) -> Interval:
+    def _ahead(self, interval: Interval, which: str = "") -> Interval:
         """`interval`, if it is availability a person could mean: not over, not too long,
-        not too far ahead."""
+        not too far ahead (`which`: the interval's place in a list, for the error)."""
         now = self.sessions.clock()
         if interval.end <= now:
-            raise BadRequest("`end` is in the past: availability is for times to come")
+            raise BadRequest(f"{which}`end` is in the past: availability is for times to "
+                             "come")
         if interval.end - interval.start > MAX_AVAILABILITY_SPAN:
-            raise BadRequest(f"an interval of availability spans at most "
+            raise BadRequest(f"{which}an interval of availability spans at most "
                              f"{MAX_AVAILABILITY_SPAN.days} days")
         if interval.start - now > MAX_AVAILABILITY_AHEAD:
-            raise BadRequest(f"availability starts at most {MAX_AVAILABILITY_AHEAD.days} "
-                             "days ahead")
+            raise BadRequest(f"{which}availability starts at most "
+                             f"{MAX_AVAILABILITY_AHEAD.days} days ahead")
         return interval
 
     async def slots(self, request: Request) -> Response:
@@ -134,7 +135,7 @@ class SessionApi:
             if not any(r.provider == provider for r in rooms):
                 raise Forbidden("only the provider's own clients see their free times",
                                 rule="R1")
-        span = parse_interval(dict(request.query_params), ("from", "to"))
+        span = parse_interval(dict(request.query_params), ("from", "to"), in_url=True)
         if span.end - span.start > MAX_SLOT_SPAN:
             raise BadRequest("ask for at most 62 days of slots at a time")
         found = await self.sessions.free_slots(provider, span)
@@ -148,7 +149,8 @@ class SessionApi:
         raw = body.get("intervals")
         if not isinstance(raw, list) or not 1 <= len(raw) <= 50:
             raise BadRequest("`intervals` must be a list of 1..50 {start, end}")
-        intervals = [self._ahead(parse_interval(i)) for i in raw]
+        intervals = [self._ahead(parse_interval(i), f"interval {n}: ")
+                     for n, i in enumerate(raw, 1)]
         out = await self.sessions.share_availability(record, who.user, intervals)
         return JSONResponse({"room": record.room, "seq": out.messages[0].seq}, status_code=201)
 
@@ -195,12 +197,13 @@ def parse_hours(body: dict[str, Any]) -> WorkingHours:
         raise BadRequest(f"working hours refused: {str(exc)[:80]}") from None
 
 
-def parse_interval(body: object, names: tuple[str, str] = ("start", "end")) -> Interval:
+def parse_interval(body: object, names: tuple[str, str] = ("start", "end"),
+                   in_url: bool = False) -> Interval:
     """`{start, end}` as an interval; `names`: what the request calls the two ends."""
     if not isinstance(body, dict):
         raise BadRequest("an interval is {start, end}")
-    first = parse_time(body.get(names[0]), names[0])
-    last = parse_time(body.get(names[1]), names[1])
+    first = parse_time(body.get(names[0]), names[0], in_url)
+    last = parse_time(body.get(names[1]), names[1], in_url)
     if last <= first:
         raise BadRequest(f"`{names[1]}` must be after `{names[0]}`")
     return Interval(first, last)

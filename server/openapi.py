@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from rooms.ledger import POOLS
 from rooms.sessions import LIVE_STATES, MESSAGING_STATES
 from rooms.settings import MODALITIES
+from server.config import MAX_TOKEN_TTL_S
 from server.http_sessions import WEEKDAYS
 from server.ids import PLANS, SERVICES
 
@@ -71,7 +72,7 @@ SCHEMAS: dict[str, Schema] = {
     "Health": obj(["ok", "node"], ok=BOOL, node=STR),
     "TokenRequest": obj(["user", "role"], user=USER,
                         role={"enum": ["client", "provider", "admin"]},
-                        ttl={"type": "integer", "minimum": 1, "maximum": 2_592_000,
+                        ttl={"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_TTL_S,
                              "description": "seconds"}),
     "Token": obj(["token"], token={"type": "string", "description": "a JWT"}),
     "RoomCreate": obj(["client", "provider", "plan"], client=USER, provider=USER,

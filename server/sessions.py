@@ -556,8 +556,9 @@ def message_frame(message: StoredMessage) -> dict[str, Any]:
 FIRST_YEAR, LAST_YEAR = 1970, 9000
 
 
-def parse_time(value: object, name: str) -> datetime:
-    """`value` as an ISO 8601 time with an offset, or a `BadRequest` naming `name`."""
+def parse_time(value: object, name: str, in_url: bool = False) -> datetime:
+    """`value` as an ISO 8601 time with an offset, or a `BadRequest` naming `name`
+    (`in_url`: it came in a URL's query, where an unescaped '+' reads as a space)."""
     if value is None:
         raise BadRequest(f"`{name}` is required: an ISO 8601 time with an offset")
     if not isinstance(value, str):
@@ -565,12 +566,13 @@ def parse_time(value: object, name: str) -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        hint = " (a '+' in a URL must be written %2B)" if " " in value else ""
+        hint = " (a '+' in a URL must be written %2B)" if in_url and " " in value else ""
         raise BadRequest(f"`{name}` must be an ISO 8601 time with an offset{hint}") from None
     if when.tzinfo is None:
         raise BadRequest(f"`{name}` needs an offset, e.g. +00:00")
     if not FIRST_YEAR < when.year < LAST_YEAR:
-        raise BadRequest(f"`{name}` must fall between the years {FIRST_YEAR} and {LAST_YEAR}")
+        raise BadRequest(f"`{name}` must fall after the year {FIRST_YEAR} and before "
+                         f"{LAST_YEAR}")
     return when
 
 

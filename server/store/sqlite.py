@@ -170,17 +170,18 @@ DB_FILE = "confide.db"
 
 def check_database(path: Path) -> None:
     """Before a node starts: a file at `path` must open as an SQLite database, else a
-    `ConfigError` naming it. Opened read-only: whatever the file holds is left as it is."""
+    `ConfigError` naming it. Opened read-only as immutable, so nothing is written and no
+    `-wal` or `-shm` file is made."""
     if not path.exists():
         return
     try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
         try:
             conn.execute("PRAGMA schema_version").fetchone()
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise ConfigError(f"data: {path} does not open as a Confide database ({exc}); "
+        raise ConfigError(f"data: {path} does not open as an SQLite database ({exc}); "
                           "it was left as it is") from None
 
 

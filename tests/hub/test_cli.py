@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     ((), {"CONFIDE_RATE_LIMIT_PER_S": "nan"}, "rate_limit_per_s: must be a finite number"),
     ((), {"CONFIDE_HEARTBEAT_S": "inf"}, "heartbeat_s: must be a finite number"),
     (("--join-opens-min", "nan"), {}, "join_opens_min: must be a finite number"),
-    (("--graceful-shutdown-s", "-1"), {}, "graceful_shutdown_s: must be greater than 0"),
+    (("--graceful-shutdown-s", "-1"), {}, "graceful_shutdown_s: must be 0 or more"),
     (("--token-ttl-s", "2592001"), {}, "token_ttl_s: tokens issued here live at most"),
     (("--host", ""), {}, "host: empty"),
     (("--max-frame-bytes", "10"), {}, "max_frame_bytes: at least 9216"),
@@ -71,8 +71,9 @@ def test_serve_refuses_a_database_that_does_not_open_and_leaves_it_alone(tmp_pat
     (data / "confide.db").write_bytes(junk)
     result = run("serve", "--port", "0", "--data", str(data))
     assert result.returncode == 2, result.stderr
-    assert "confide.db does not open as a Confide database" in result.stderr
+    assert "confide.db does not open as an SQLite database" in result.stderr
     assert (data / "confide.db").read_bytes() == junk  # nothing lost
+    assert sorted(p.name for p in data.iterdir()) == ["confide.db"]  # nothing added
 
 
 def test_serve_refuses_a_jwt_public_key_that_is_not_one(tmp_path: Path) -> None:

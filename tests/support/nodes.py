@@ -46,12 +46,13 @@ class RunningNode:
         """A token of the node's key; a `ttl` of 0 or less: one that expired -ttl s ago."""
         import time
 
-        from server.auth import MAX_TTL_S, TokenAuthority
+        from server.auth import TokenAuthority
+        from server.config import MAX_TOKEN_TTL_S
 
         authority = TokenAuthority(self.settings)
         if ttl is not None and ttl <= 0:  # issued a second before it expired
             return authority.issue(user, role, 1, now=time.time() + ttl - 1)
-        if ttl is not None and ttl > MAX_TTL_S:  # longer than the node issues: signed here
+        if ttl is not None and ttl > MAX_TOKEN_TTL_S:  # longer than the node issues: signed here
             import jwt
 
             from server.auth import load_or_create_key
