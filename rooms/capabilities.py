@@ -9,7 +9,8 @@ A room's plan and service decide what its members may do; every refusal is a
   (`check_read`). Staff are not members, so they cannot act on a member's behalf.
 - R2: asynchronous messages by plan: `self_pay` any time; `org` any time if the
   plan includes messaging, never otherwise; `eap` / `bh` only while a messaging
-  session is in progress (`check_send`).
+  session is in progress (`check_send`). Only `org` rooms carry the flag
+  (`chooses_messaging`).
 - R3: `psychiatry` rooms have no asynchronous messages and live video only.
 - R6: the live modalities a room may book are its plan's, narrowed by R3
   (`allowed_modalities`, `check_modality`).
@@ -36,6 +37,12 @@ MessagingPolicy = Literal["any_time", "in_session", "never"]
 def check_read(room: Room, user: UserId) -> Side:
     """R1: the user's side in the room, or RuleError R1."""
     return member_side(room, user)
+
+
+def chooses_messaging(plan: str) -> bool:
+    """R2: whether a room of `plan` says itself if it includes messaging (`org` plans);
+    the other plans' messaging is the plan's."""
+    return plan == "org"
 
 
 def messaging_policy(room: Room) -> MessagingPolicy:

@@ -9,6 +9,10 @@ the starts, on a grid of `step` from the start of each open interval, at which a
 session of `length` fits entirely inside open time, overlaps no busy interval
 (the provider's other live sessions), and lies in the future.
 
+Availability, the provider's extra open time and the client's shared times alike, is
+for times to come: an interval must not be over, span at most 62 days and start at most
+366 days ahead (`availability_problem`).
+
 This is the slot logic only. That two bookings never hold the same provider time
 when they race on different nodes is the store's constraint, not a check here.
 """
@@ -24,6 +28,10 @@ from rooms.sessions import LiveSession, check_aware
 from server.errors import RuleError
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# Availability (a provider's extra open time, a client's shared times, R7) is for times to
+# come: each interval at most this long, starting at most this far ahead.
+MAX_AVAILABILITY_SPAN = timedelta(days=62)
+MAX_AVAILABILITY_AHEAD = timedelta(days=366)
 
 
 @dataclass(frozen=True, order=True)
@@ -70,6 +78,18 @@ class ProviderSchedule:
                 pieces.append(Interval(lo, hi))
         return _merge(pieces)
 
+
+
+def availability_problem(interval: Interval, now: datetime) -> str | None:
+    """R7: why `interval` is not availability anyone could mean at `now` (over, too long
+    or too far ahead), or None."""
+    if interval.end <= now:
+        return "`end` is in the past: availability is for times to come"
+    if interval.end - interval.start > MAX_AVAILABILITY_SPAN:
+        return f"an interval of availability spans at most {MAX_AVAILABILITY_SPAN.days} days"
+    if interval.start - now > MAX_AVAILABILITY_AHEAD:
+        return f"availability starts at most {MAX_AVAILABILITY_AHEAD.days} days ahead"
+    return None
 
 def _merge(pieces: Iterable[Interval]) -> list[Interval]:
     merged: list[Interval] = []

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from rooms.capabilities import chooses_messaging
 from server.auth import Identity, TokenAuthority, check_user_id
 from server.codec import MAX_JSON_DEPTH, json_depth
 from server.config import MAX_TOKEN_TTL_S
@@ -144,7 +145,7 @@ class Api:
         messaging = body.get("messaging", True)
         if not isinstance(messaging, bool):
             raise BadRequest("`messaging` must be true or false")
-        if not messaging and plan != "org":  # R2: the other plans' messaging is the plan's
+        if not messaging and not chooses_messaging(plan):
             raise BadRequest("`messaging: false` is for `org` plans only: the other plans "
                              "decide messaging themselves (R2)")
         room_id = body.get("room")

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from rooms.hours import DayHours, WorkingHours
-from rooms.slots import Interval
+from rooms.slots import Interval, availability_problem
 from server.auth import Identity
 from server.errors import BadRequest, Forbidden, RuleError
 from server.http import Api, json_body
@@ -24,10 +24,6 @@ from server.sessions import Sessions, parse_start, parse_time
 from server.store import RoomRecord
 
 MAX_SLOT_SPAN = timedelta(days=62)
-# Availability (a provider's extra hours, a client's shared times) is for times to come:
-# each interval at most this long, starting at most this far ahead.
-MAX_AVAILABILITY_SPAN = timedelta(days=62)
-MAX_AVAILABILITY_AHEAD = timedelta(days=366)
 
 
 class SessionApi:
@@ -113,18 +109,11 @@ class SessionApi:
         return JSONResponse(schedule_json(schedule), status_code=201)
 
     def _ahead(self, interval: Interval, which: str = "") -> Interval:
-        """`interval`, if it is availability a person could mean: not over, not too long,
-        not too far ahead (`which`: the interval's place in a list, for the error)."""
-        now = self.sessions.clock()
-        if interval.end <= now:
-            raise BadRequest(f"{which}`end` is in the past: availability is for times to "
-                             "come")
-        if interval.end - interval.start > MAX_AVAILABILITY_SPAN:
-            raise BadRequest(f"{which}an interval of availability spans at most "
-                             f"{MAX_AVAILABILITY_SPAN.days} days")
-        if interval.start - now > MAX_AVAILABILITY_AHEAD:
-            raise BadRequest(f"{which}availability starts at most "
-                             f"{MAX_AVAILABILITY_AHEAD.days} days ahead")
+        """`interval`, if it is availability (`availability_problem`); `which`: its place
+        in a list, for the error."""
+        problem = availability_problem(interval, self.sessions.clock())
+        if problem is not None:
+            raise BadRequest(which + problem)
         return interval
 
     async def slots(self, request: Request) -> Response:

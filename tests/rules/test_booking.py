@@ -133,3 +133,24 @@ def test_r5_one_open_messaging_session_at_a_time() -> None:
     with pytest.raises(RuleError) as err:
         book_messaging(room, NOW, PROVIDER, session_id=SessionId("m-2"), open_sessions=())
     assert err.value.rule == "R5"
+
+
+def test_r7_availability_is_for_times_to_come_and_of_a_sane_length() -> None:
+    from rooms.slots import availability_problem
+
+    day = timedelta(days=1)
+    assert availability_problem(Interval(NOW - H, NOW + H), NOW) is None  # under way
+    assert availability_problem(Interval(NOW + 300 * day, NOW + 362 * day), NOW) is None
+    over = availability_problem(Interval(NOW - 2 * H, NOW), NOW)
+    assert over is not None and "in the past" in over
+    long = availability_problem(Interval(NOW, NOW + 63 * day), NOW)
+    assert long is not None and "at most 62 days" in long
+    far = availability_problem(Interval(NOW + 367 * day, NOW + 368 * day), NOW)
+    assert far is not None and "366 days ahead" in far
+
+
+def test_r2_only_org_rooms_say_whether_they_include_messaging() -> None:
+    from rooms.capabilities import chooses_messaging
+
+    assert chooses_messaging("org")
+    assert not any(chooses_messaging(plan) for plan in ("self_pay", "eap", "bh"))
