@@ -18,14 +18,19 @@ from typing import Any
 
 import jwt
 
-from server.config import MAX_TOKEN_TTL_S, ConfigError, Settings
+from server.config import (
+    MAX_TOKEN_CHARS,
+    MAX_TOKEN_TTL_S,
+    ConfigError,
+    Settings,
+    make_data_folder,
+)
 from server.errors import BadRequest, Forbidden, Unauthorized
 from server.ids import ROLES, Role, UserId
 
 log = logging.getLogger("confide.auth")
 KEY_FILE = "node.key"
 MAX_USER_ID = 128
-MAX_TOKEN_CHARS = 8192
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ def load_or_create_key(data: Path, create: bool = True) -> bytes:
     if not create and not path.exists():
         raise ConfigError(f"no signing key in {data}: start the node once with "
                           f"`confide serve --data {data}`")
+    make_data_folder(data)
     try:
-        data.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = _read_or_create_key(path)
     except OSError as exc:
         where = exc.filename or data

@@ -16,7 +16,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from server.config import ConfigError, Settings, env_name, load
+from server.config import ConfigError, Settings, env_name, load, make_data_folder
 
 DESCRIPTION = "Confide: real-time rooms and live sessions for online therapy."
 
@@ -71,11 +71,7 @@ def _check_data(settings: Settings) -> None:
     from server.store.sqlite import DB_FILE, check_database
 
     data = settings.data
-    try:
-        data.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"data: cannot use {exc.filename or data}: "
-                          f"{exc.strerror or exc}") from None
+    make_data_folder(data)
     if not os.access(data, os.R_OK | os.W_OK | os.X_OK):
         raise ConfigError(f"data: {data} must be readable and writable by this user")
     check_database(data / DB_FILE)

@@ -49,8 +49,7 @@ def decode(data: bytes | str, encoding: Encoding) -> Frame:
         else:
             if not isinstance(data, str):
                 raise ProtocolViolation("binary frame on a JSON connection")
-            if data.count("[") + data.count("{") > MAX_JSON_DEPTH and \
-                    json_depth(data) > MAX_JSON_DEPTH:
+            if too_deep(data):
                 raise ProtocolViolation(f"frame nested deeper than {MAX_JSON_DEPTH} levels")
             frame = json.loads(data)
     except ProtocolViolation:
@@ -66,6 +65,13 @@ def decode(data: bytes | str, encoding: Encoding) -> Frame:
     if not isinstance(frame.get("t"), str):
         raise ProtocolViolation("a frame must have a string `t`")
     return frame
+
+
+def too_deep(text: str) -> bool:
+    """Whether JSON text nests arrays and objects deeper than MAX_JSON_DEPTH (counted
+    before parsing, which would recurse that deep); cheap for shallow text."""
+    return (text.count("[") + text.count("{") > MAX_JSON_DEPTH
+            and json_depth(text) > MAX_JSON_DEPTH)
 
 
 def json_depth(text: str) -> int:

@@ -83,12 +83,23 @@ _POSITIVE = {
     "deadline_poll_s", "rejoin_grace_s", "turn_ttl_s", "max_signal_bytes",
 }
 MAX_TOKEN_TTL_S = 30 * 86400  # the longest a token issued by a node lives
-MIN_FRAME_BYTES = 9216  # a hello carries a token of up to 8,192 characters
+MAX_TOKEN_CHARS = 8192  # the longest token a node reads
+MIN_FRAME_BYTES = MAX_TOKEN_CHARS + 1024  # a hello: its token and a little more
 _CHOICES = {
     "jwt_algorithm": ("HS256", "RS256", "EdDSA"),
     "sqlite_synchronous": ("FULL", "NORMAL"),
     "log_level": ("debug", "info", "warning", "error"),
 }
+
+
+def make_data_folder(data: Path) -> None:
+    """The node's data folder, made if missing (mode 0700); a `ConfigError` naming what
+    is in the way otherwise."""
+    try:
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"data: cannot use {exc.filename or data}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def env_name(name: str) -> str:

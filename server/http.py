@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from rooms.capabilities import chooses_messaging
 from server.auth import Identity, TokenAuthority, check_user_id
-from server.codec import MAX_JSON_DEPTH, json_depth
+from server.codec import MAX_JSON_DEPTH, too_deep
 from server.config import MAX_TOKEN_TTL_S
 from server.errors import (
     BadRequest,
@@ -80,8 +80,7 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(
-                raw.decode(json.detect_encoding(raw), "replace")) > MAX_JSON_DEPTH:
+        if too_deep(raw.decode(json.detect_encoding(raw), "replace")):
             raise BadRequest(f"body nested deeper than {MAX_JSON_DEPTH} levels")
         body = json.loads(raw)  # UTF-8, -16 or -32, as JSON allows
     except (ValueError, UnicodeDecodeError, RecursionError):
