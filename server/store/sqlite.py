@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -55,6 +56,7 @@ from server.store.sqlite_fold import (
     Probe,
     Published,
     WriterState,
+    chunks,
     fold_all,
     message,
     unfolded,
@@ -156,13 +158,26 @@ class _ReadMarks:
         if self.taken is None:  # the first run closes it (an op may run twice)
             self.close(self)
             self.taken = self.given
-        stored = {}
-        for (room, user), seq in self.taken.items():
-            stored[room, user] = conn.execute(
-                "INSERT INTO reads (room, user, seq) VALUES (?, ?, ?)"
-                " ON CONFLICT (room, user) DO UPDATE SET seq = MAX(seq, excluded.seq)"
-                " RETURNING seq", (room, user, seq)).fetchone()[0]
+        stored: dict[tuple[RoomId, UserId], int] = {}
+        marks = list(self.taken.items())
+        for start, count in chunks(len(marks), _MARKS_MAX_ROWS):
+            values = [v for (room, user), seq in marks[start:start + count]
+                      for v in (room, user, seq)]
+            for room, user, seq in conn.execute(_marks_sql(count), values).fetchall():
+                stored[room, user] = seq
         return stored
+
+
+# Read marks are written many to a statement (each key once: `given` is a dict), like the
+# log's rows: one call into SQLite, and one wait for the GIL after it, for up to this many.
+_MARKS_MAX_ROWS = 256
+
+
+@functools.cache
+def _marks_sql(rows: int) -> str:
+    return ("INSERT INTO reads (room, user, seq) VALUES " + ", ".join(["(?, ?, ?)"] * rows)
+            + " ON CONFLICT (room, user) DO UPDATE SET seq = MAX(seq, excluded.seq)"
+            " RETURNING room, user, seq")
 
 
 DB_FILE = "confide.db"

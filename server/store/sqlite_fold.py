@@ -84,12 +84,12 @@ def insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]
     in one call into SQLite, which the writer makes without the GIL, and every call is a
     chance for the event loop's thread to keep the GIL from the writer for a while. The
     statements hold a power of two of rows, so that few texts are prepared and cached."""
-    for start, count in _chunks(len(rows), _INSERT_MAX_ROWS):
+    for start, count in chunks(len(rows), _INSERT_MAX_ROWS):
         chunk = rows[start:start + count]
         conn.execute(_insert_sql(table, count), [value for row in chunk for value in row])
 
 
-def _chunks(total: int, largest: int) -> list[tuple[int, int]]:
+def chunks(total: int, largest: int) -> list[tuple[int, int]]:
     """(start, count) of slices covering `total` items in order, each a power of two and
     at most `largest` (a power of two): few statement texts for any number of rows."""
     slices = []
@@ -227,7 +227,7 @@ class WriterState:
         probed = self.probed
         probed.update(dict.fromkeys(keys))  # each key once, None until a row is found
         wanted = list(probed)
-        for start, count in _chunks(len(wanted), _PROBE_MAX_KEYS):
+        for start, count in chunks(len(wanted), _PROBE_MAX_KEYS):
             chunk = wanted[start:start + count]
             for row in conn.execute(_probe_sql(count), [v for key in chunk for v in key]):
                 found = message(row)

@@ -122,6 +122,37 @@ async def test_read_marks_given_while_the_writer_is_busy_share_one_op(tmp_path: 
     await store.close()
 
 
+async def test_a_batch_of_read_marks_over_many_statements_keeps_each_highest_mark(
+        tmp_path: Path) -> None:
+    """A batch's marks go to SQLite many to a statement (at most 256 rows each): with 600
+    keys in one batch, spread over several statements, every caller still hears its own
+    key's mark, and a mark below the stored one leaves the stored one."""
+    store, rooms = await _open_with_rooms(tmp_path, 300)
+    for room in rooms[:100]:  # already further on: these stay
+        assert await store.set_read(room, UserId("c"), 500) == 500
+    heard: dict[tuple[RoomId, UserId], int | None] = {}
+    done = asyncio.Event()
+
+    def hear(key: tuple[RoomId, UserId], stored: int | None) -> None:
+        heard[key] = stored
+        if len(heard) == 600:
+            done.set()
+
+    commits_before = store.commits
+    for n, room in enumerate(rooms):
+        for user in (UserId("c"), UserId("p")):
+            key = (room, user)
+            store.read_later(room, user, 10 + n, lambda stored, key=key: hear(key, stored))
+    await asyncio.wait_for(done.wait(), 5)
+    assert store.commits - commits_before == 1
+    for n, room in enumerate(rooms):
+        client_mark = 500 if n < 100 else 10 + n
+        assert heard[room, UserId("c")] == client_mark
+        assert heard[room, UserId("p")] == 10 + n
+        assert await store.reads(room) == {UserId("c"): client_mark, UserId("p"): 10 + n}
+    await store.close()
+
+
 async def test_read_marks_nobody_waits_for_are_held_and_written_together(
         tmp_path: Path) -> None:
     """`read_later` holds a batch READ_MARK_DELAY_S so the marks of that time share one
