@@ -258,7 +258,7 @@ class Connection:
             rid: object = None
             try:
                 rid = codec.request_id(frame)
-                await self.requests.dispatch(self, frame, rid)
+                await self.requests.handler(frame["t"])(self, frame, rid)
             except ClientError as exc:
                 self.reply_error(exc, rid)
             except Exception:

@@ -88,6 +88,10 @@ class Hub:
             self._rooms[room] = record
         return record
 
+    def cached_room(self, room: RoomId) -> RoomRecord | None:
+        """The room's record if the cache has it (`room` reads the store if not)."""
+        return self._rooms.get(room)
+
     def remember(self, records: Iterable[RoomRecord]) -> None:
         for record in records:
             self._rooms[record.room] = record

@@ -56,14 +56,14 @@ class Requests:
 
         return handle
 
-    async def dispatch(self, conn: Connection, frame: Frame, rid: object) -> None:
-        kind = frame["t"]
+    def handler(self, kind: str) -> Any:
+        """The handler of frames of type `kind` (the reader awaits it, no layer between)."""
         handler = self._handlers.get(kind)
         if handler is None:
             if kind == "hello":
                 raise BadRequest("already said hello")
             raise BadRequest(f"unknown frame type {kind[:32]!r}")
-        await handler(conn, frame, rid)
+        return handler
 
     # -- shared -----------------------------------------------------------------------------
 
@@ -71,10 +71,12 @@ class Requests:
         """The frame's room, if the connection's user may act in it (R1)."""
         room_id = codec.text_field(frame, "room", max_chars=MAX_ROOM_ID)
         assert room_id is not None
-        try:
-            record = await self.hub.room(RoomId(room_id))
-        except NotFound:
-            raise NotFound(f"no room {room_id}") from None
+        record = self.hub.cached_room(RoomId(room_id))
+        if record is None:
+            try:
+                record = await self.hub.room(RoomId(room_id))
+            except NotFound:
+                raise NotFound(f"no room {room_id}") from None
         if not record.is_member(conn.user):
             raise Forbidden("only the room's client and provider may use it", rule="R1")
         return record
@@ -146,7 +148,8 @@ class Requests:
         kind = frame.get("kind")
         if kind not in SEND_KINDS:
             raise BadRequest("`kind` must be text, voice or video")
-        await self.sessions.check_send(record, conn.user)  # R2, R3, R5: before anything else
+        now = self.sessions.clock()
+        await self.sessions.check_send(record, conn.user, now)  # before anything else
         body: str | None = None
         media = None
         if kind == "text":
@@ -157,7 +160,7 @@ class Requests:
             codec.text_field(frame, "media", max_chars=64)
             raise NotFound("no such media in this room")  # the id is the client's text
         appended = await self.store.append(record.room, conn.user, cmid, kind, body, media,
-                                           ms(self.sessions.clock()))
+                                           ms(now))
         message = appended.message
         frame = message_frame(message)
         if not appended.dup:

@@ -127,6 +127,8 @@ class Sessions:
         self.on_jobs: Callable[[], None] = lambda: None
         self.on_session: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.on_charges: Callable[[], None] = lambda: None
+        # every `send` checks its room: the rules' view of the record, made once per record
+        self._send_rooms: dict[RoomId, tuple[RoomRecord, Room]] = {}
 
     # -- reading inside a transaction -------------------------------------------------------
 
@@ -415,12 +417,18 @@ class Sessions:
 
         return await self.store.view(latest)
 
-    async def check_send(self, record: RoomRecord, user: UserId) -> None:
-        room = as_room(record)
+    async def check_send(self, record: RoomRecord, user: UserId, now: datetime) -> None:
+        """R2, R3, R5: may `user` send to the room at `now`? (`RuleError` if not)"""
+        cached = self._send_rooms.get(record.room)
+        if cached is not None and cached[0] is record:
+            room = cached[1]
+        else:  # a room's record is replaced whole when it changes
+            room = as_room(record)
+            self._send_rooms[record.room] = (record, room)
         current = None
         if capabilities.messaging_policy(room) == "in_session":
             current = await self.messaging_now(record.room)
-        capabilities.check_send(room, user, self.clock(), current)
+        capabilities.check_send(room, user, now, current)
 
     async def reply_due(self, provider: UserId, rooms: list[RoomRecord]
                         ) -> list[dict[str, Any]]:
