@@ -24,6 +24,8 @@ What it does not show:
   about one message and a pass of the event loop about one frame, so per-commit
   and per-pass costs weigh more than on a busy node. Compare versions with it;
   size a deployment with the benchmark.
+- A busy machine's count. How many messages share a commit or a pass depends on how
+  fast the node runs, so run it on an otherwise idle machine.
 
 Thread 1 is the event loop's. The others are the store's writer, its checkpointer
 and readers, and uvloop's helpers, numbered in the order they started.
