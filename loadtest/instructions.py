@@ -8,8 +8,8 @@ drift by ten points within minutes. A change that saves 5 % cannot be seen that 
 This counts instructions instead. It runs a node on the embedded default under
 valgrind's callgrind, which counts the instructions each thread executes in user
 space, and drives it with the `chat` scenario (the load tester in a process of its
-own, on the node's URL). The count does not depend on the host's speed or on its
-other tenants, so two versions of the code can be compared under the same settings.
+own, on the node's URL). The count does not move with the host's speed, so two
+versions of the code can be compared under the same settings, on an idle machine.
 
 It runs the same load twice, for a short and a long time, and reports the
 difference in instructions divided by the difference in delivered messages: the
