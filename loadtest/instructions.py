@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -43,10 +42,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from loadtest.target import TargetError, free_port, wait_healthy
+from loadtest.target import TargetError, spawn_confide
 
-# valgrind starts the interpreter slowly; a node that is not up after this has failed
+# valgrind starts the interpreter slowly, and stops it slowly too (it writes its counts)
 START_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 300.0
 RAISED_RATE_LIMIT = 1_000_000
 
 
@@ -119,49 +119,31 @@ def run_once(users: int, rate: float, seconds: float, seed: int) -> Run:
     control = _need("callgrind_control")
     with tempfile.TemporaryDirectory(prefix="confide-icount-") as tmp:
         folder = Path(tmp)
-        data = folder / "data"
         report_path = folder / "report.json"
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, CONFIDE_RATE_LIMIT_PER_S=str(RAISED_RATE_LIMIT),
-                   CONFIDE_RATE_LIMIT_BURST=str(RAISED_RATE_LIMIT))
-        node = [sys.executable, "-m", "server.cli"]
-        cmd = [valgrind, "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
-               f"--callgrind-out-file={folder / 'cg'}", *node, "serve", "--host",
-               "127.0.0.1", "--port", str(port), "--data", str(data), "--log-level", "warning"]
-        with (folder / "node.log").open("ab") as log:
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL)
-            try:
-                wait_healthy(url, proc, timeout_s=START_TIMEOUT_S)
-                token = subprocess.run(
-                    [*node, "token", "--data", str(data), "--user", "admin", "--role", "admin"],
-                    check=True, capture_output=True, text=True, env=env, timeout=120,
-                ).stdout.strip()
-                subprocess.run([control, "--instr=on", str(proc.pid)], check=True,
-                               capture_output=True, timeout=120)
-                load = subprocess.run(
-                    [sys.executable, "-m", "loadtest", "chat", "--url", url, "--admin-token",
-                     token, "--users", str(users), "--rate", str(rate), "--duration",
-                     str(seconds), "--seed", str(seed), "--drain", "120", "--quiet",
-                     "--report", str(report_path)],
-                    capture_output=True, text=True, timeout=seconds + 600)
-                if not report_path.exists():
-                    raise TargetError(f"the load tester wrote no report (exit {load.returncode})"
-                                      f": {load.stderr.strip()[-500:]}")
-            finally:
-                if proc.poll() is None:
-                    proc.terminate()  # the node stops cleanly; callgrind writes its counts
-                try:
-                    proc.wait(timeout=300)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=30)
+        log = folder / "node.log"
+        callgrind = [valgrind, "--tool=callgrind", "--instr-atstart=no",
+                     "--separate-threads=yes", f"--callgrind-out-file={folder / 'cg'}"]
+        # stopped cleanly (SIGTERM) when the block ends: callgrind then writes its counts
+        with spawn_confide(rate_limit=RAISED_RATE_LIMIT, extra_args=("--log-level", "warning"),
+                           log=log, prefix=callgrind, start_timeout_s=START_TIMEOUT_S,
+                           stop_timeout_s=STOP_TIMEOUT_S) as node:
+            assert node.pid is not None and node.admin_token is not None
+            subprocess.run([control, "--instr=on", str(node.pid)], check=True,
+                           capture_output=True, timeout=120)
+            load = subprocess.run(
+                [sys.executable, "-m", "loadtest", "chat", "--url", node.url, "--admin-token",
+                 node.admin_token, "--users", str(users), "--rate", str(rate), "--duration",
+                 str(seconds), "--seed", str(seed), "--drain", "120", "--quiet",
+                 "--report", str(report_path)],
+                capture_output=True, text=True, timeout=seconds + 600)
+            if not report_path.exists():
+                raise TargetError(f"the load tester wrote no report (exit {load.returncode})"
+                                  f": {load.stderr.strip()[-500:]}")
         report = json.loads(report_path.read_text())
         threads = thread_totals(folder, "cg")
         if not threads or 1 not in threads:
             raise TargetError("callgrind wrote no counts for the node's threads "
-                              f"(see its log: {(folder / 'node.log').read_text()[-500:]})")
+                              f"(see its log: {log.read_text()[-500:]})")
         return Run(seconds, threads, int(report["sent"]), int(report["delivered"]),
                    bool(report["exact"]))
 

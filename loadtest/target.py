@@ -98,11 +98,11 @@ def _raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
@@ -110,9 +110,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def spawn_confide(
-    cpus: str = "", rate_limit: int = 0, extra_args: Sequence[str] = (), log: Path | None = None
+    cpus: str = "", rate_limit: int = 0, extra_args: Sequence[str] = (), log: Path | None = None,
+    *, prefix: Sequence[str] = (), start_timeout_s: float = 30.0, stop_timeout_s: float = 10.0,
 ) -> Iterator[Node]:
-    """Start ``confide serve`` on a free port in a temporary data dir; stop it on exit."""
+    """Start ``confide serve`` on a free port in a temporary data dir; stop it on exit.
+
+    `prefix` runs the node under another program (``valgrind ...``), which execs it in
+    the same process; the start and the stop (SIGTERM, then SIGKILL) then get longer."""
     base = confide_command()
     with tempfile.TemporaryDirectory(prefix="confide-lt-") as data:
         port = free_port()
@@ -123,18 +127,18 @@ def spawn_confide(
         cmd = [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--data", data,
                *extra_args]
         out = open(log or os.devnull, "ab")
-        proc = subprocess.Popen(_pinned(cmd, cpus), env=env, stdout=out, stderr=out,
-                                stdin=subprocess.DEVNULL, preexec_fn=_raise_nofile)
+        proc = subprocess.Popen(_pinned([*prefix, *cmd], cpus), env=env, stdout=out,
+                                stderr=out, stdin=subprocess.DEVNULL, preexec_fn=_raise_nofile)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, proc)
+            wait_healthy(url, proc, start_timeout_s)
             token = subprocess.run(
                 [*base, "token", "--data", data, "--user", "admin", "--role", "admin"],
                 check=True, capture_output=True, text=True, env=env, timeout=30,
             ).stdout.strip()
             yield Node(url, "confide", proc.pid, token)
         finally:
-            _stop(proc)
+            _stop(proc, stop_timeout_s)
             out.close()
 
 
