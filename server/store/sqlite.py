@@ -56,9 +56,9 @@ from server.store.sqlite_fold import (
     Probe,
     Published,
     WriterState,
-    chunks,
     fold_all,
     message,
+    row_chunks,
     unfolded,
     views,
 )
@@ -159,10 +159,8 @@ class _ReadMarks:
             self.close(self)
             self.taken = self.given
         stored: dict[tuple[RoomId, UserId], int] = {}
-        marks = list(self.taken.items())
-        for start, count in chunks(len(marks), _MARKS_MAX_ROWS):
-            values = [v for (room, user), seq in marks[start:start + count]
-                      for v in (room, user, seq)]
+        marks = [(room, user, seq) for (room, user), seq in self.taken.items()]
+        for count, values in row_chunks(marks, _MARKS_MAX_ROWS):
             for room, user, seq in conn.execute(_marks_sql(count), values).fetchall():
                 stored[room, user] = seq
         return stored

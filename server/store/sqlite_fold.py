@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from server.ids import MediaId, MessageKind, RoomId, UserId
@@ -84,21 +85,21 @@ def insert_rows(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]
     in one call into SQLite, which the writer makes without the GIL, and every call is a
     chance for the event loop's thread to keep the GIL from the writer for a while. The
     statements hold a power of two of rows, so that few texts are prepared and cached."""
-    for start, count in chunks(len(rows), _INSERT_MAX_ROWS):
-        chunk = rows[start:start + count]
-        conn.execute(_insert_sql(table, count), [value for row in chunk for value in row])
+    for count, values in row_chunks(rows, _INSERT_MAX_ROWS):
+        conn.execute(_insert_sql(table, count), values)
 
 
-def chunks(total: int, largest: int) -> list[tuple[int, int]]:
-    """(start, count) of slices covering `total` items in order, each a power of two and
-    at most `largest` (a power of two): few statement texts for any number of rows."""
-    slices = []
+def row_chunks(rows: Sequence[tuple[Any, ...]], largest: int
+               ) -> Iterator[tuple[int, list[Any]]]:
+    """`rows` in order, as (count, the values of `count` rows one after another) for
+    statements of many rows: each count a power of two and at most `largest` (a power of
+    two), so that few statement texts serve any number of rows."""
     done = 0
+    total = len(rows)
     while done < total:
         count = min(largest, 1 << ((total - done).bit_length() - 1))
-        slices.append((done, count))
+        yield count, [value for row in rows[done:done + count] for value in row]
         done += count
-    return slices
 
 
 # The duplicate check of a batch's appends: one statement looks up many (room, sender,
@@ -226,10 +227,8 @@ class WriterState:
         answers hold for the whole batch."""
         probed = self.probed
         probed.update(dict.fromkeys(keys))  # each key once, None until a row is found
-        wanted = list(probed)
-        for start, count in chunks(len(wanted), _PROBE_MAX_KEYS):
-            chunk = wanted[start:start + count]
-            for row in conn.execute(_probe_sql(count), [v for key in chunk for v in key]):
+        for count, values in row_chunks(list(probed), _PROBE_MAX_KEYS):
+            for row in conn.execute(_probe_sql(count), values):
                 found = message(row)
                 assert found.cmid is not None  # joined on it
                 probed[found.room, found.sender, found.cmid] = found
