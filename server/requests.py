@@ -8,7 +8,8 @@ socket: they queue frames on the connection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from server import codec
 from server.codec import Frame
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from server.live import LiveSessions
 
 SEND_KINDS: tuple[MessageKind, ...] = ("text", "voice", "video")
+Handler = Callable[[Connection, Frame, object], Awaitable[None]]  # (conn, frame, its `id`)
 MAX_ROOM_ID = 64
 
 
@@ -35,7 +37,7 @@ class Requests:
         self.store = store
         self.hub = hub
         self.sessions = sessions
-        self._handlers: dict[str, Any] = {
+        self._handlers: dict[str, Handler] = {
             "sub": self.sub,
             "unsub": self.unsub,
             "send": self.send,
@@ -49,14 +51,14 @@ class Requests:
         }
         self.live: LiveSessions | None = None  # set by the node once built
 
-    def _live(self, name: str) -> Any:
+    def _live(self, name: str) -> Handler:
         async def handle(conn: Connection, frame: Frame, rid: object) -> None:
             assert self.live is not None
             await getattr(self.live, name)(conn, frame, rid)
 
         return handle
 
-    def handler(self, kind: str) -> Any:
+    def handler(self, kind: str) -> Handler:
         """The handler of frames of type `kind` (the reader awaits it, no layer between)."""
         handler = self._handlers.get(kind)
         if handler is None:
@@ -71,10 +73,11 @@ class Requests:
         """The frame's room, if the connection's user may act in it (R1)."""
         room_id = codec.text_field(frame, "room", max_chars=MAX_ROOM_ID)
         assert room_id is not None
-        record = self.hub.cached_room(RoomId(room_id))
+        room = RoomId(room_id)
+        record = self.hub.cached_room(room)
         if record is None:
             try:
-                record = await self.hub.room(RoomId(room_id))
+                record = await self.hub.room(room)
             except NotFound:
                 raise NotFound(f"no room {room_id}") from None
         if not record.is_member(conn.user):
