@@ -65,6 +65,12 @@ def _disk_row(name: str, d: DiskReport) -> str:
             f"{delayed}")
 
 
+def _interpreter(machine: dict[str, object]) -> str:
+    """Where the interpreter lives, which tells a distribution's build from pyenv's."""
+    path = machine.get("python_path")
+    return f" (`{path}`)" if path else ""
+
+
 def render(steps: Sequence[Step], machine: dict[str, object], settings: BenchSettings,
            started: str, fd_limit: int) -> str:
     lines = [
@@ -75,7 +81,7 @@ def render(steps: Sequence[Step], machine: dict[str, object], settings: BenchSet
         "",
         f"- Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), "
         f"{machine['memory_gb']} GB memory, Linux {machine['kernel']}, "
-        f"Python {machine['python']}.",
+        f"Python {machine['python']}{_interpreter(machine)}.",
         f"- Server pinned to CPU {settings.server_cpus}, generator to CPU {settings.gen_cpus} "
         f"({settings.procs} generator process(es); 2 for the idle step), uvloop, msgpack.",
         "- Confide: `confide serve` on the embedded default (SQLite, every message stored "

@@ -4,8 +4,10 @@ pinned to a CPU), its command line, and its row in docs/benchmarks.md."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +111,17 @@ def test_the_benchmark_refuses_a_cpu_list_before_it_starts(
         bench_main(["--quick", "--server-cpus", "99"])
     assert exit_.value.code == 2
     assert "--server-cpus: CPU 99 is not on this machine" in capsys.readouterr().err
+
+
+def test_the_record_names_the_interpreter_a_distribution_build_from_a_pyenv_one() -> None:
+    from loadtest.procstat import machine as this_machine
+
+    found = this_machine()
+    assert found["python_path"] == os.path.realpath(sys._base_executable)
+    assert Path(str(found["python_path"])).is_file()
+    machine: dict[str, object] = {"nproc": 2, "cpu_model": "test", "memory_gb": 1.0,
+                                  "kernel": "6", "python": "3.11.7",
+                                  "python_path": "/root/.pyenv/versions/3.11.7/bin/python3.11"}
+    text = render([], machine, BenchSettings(), "2026-01-01T00:00:00+00:00", 20_000)
+    assert ("- Machine: 2 CPUs (test), 1.0 GB memory, Linux 6, Python 3.11.7 "
+            "(`/root/.pyenv/versions/3.11.7/bin/python3.11`).") in text.splitlines()
