@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from loadtest.procstat import interpreter
 from loadtest.target import TargetError, spawn_confide
 
 # valgrind starts the interpreter slowly, and stops it slowly too (it writes its counts)
@@ -68,12 +70,14 @@ class Report:
     short: Run
     long: Run
     per_message: dict[str, float]  # "loop", "others", "all", and "thread N"
+    python: str  # version and path: counts compare only under the same interpreter
 
     def summary(self) -> str:
         lines = [
             f"instructions per delivered message, {self.users} users at {self.rate:g} msg/s each"
             f" (runs of {self.short.seconds:g} s and {self.long.seconds:g} s: "
-            f"{self.long.delivered - self.short.delivered:,} messages apart)",
+            f"{self.long.delivered - self.short.delivered:,} messages apart), "
+            f"Python {self.python}",
             f"  loop (thread 1)  {self.per_message['loop']:>12,.0f}",
             f"  other threads    {self.per_message['others']:>12,.0f}",
             f"  all threads      {self.per_message['all']:>12,.0f}",
@@ -170,7 +174,8 @@ def measure(users: int = 100, rate: float = 0.5, seconds: tuple[float, float] = 
     per["loop"] = per["thread 1"]
     per["others"] = sum(v for k, v in per.items() if k.startswith("thread ") and k != "thread 1")
     per["all"] = per["loop"] + per["others"]
-    return Report(users, rate, short, long, per)
+    return Report(users, rate, short, long, per,
+                  f"{platform.python_version()} ({interpreter()})")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -127,6 +127,11 @@ def machine() -> dict[str, object]:
         "memory_gb": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        # Which build: a distribution's (PGO and LTO) runs the node faster than pyenv's.
-        "python_path": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+        "python_path": interpreter(),
     }
+
+
+def interpreter() -> str:
+    """The path of the interpreter under this venv (the nodes' too): it tells builds apart,
+    and a distribution's (PGO and LTO) runs the node with less CPU than pyenv's."""
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))

@@ -4,6 +4,7 @@ and instructions per delivered message as the difference of a short and a long r
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ def test_a_message_costs_the_node_instructions_counted_per_thread() -> None:
         report.per_message["loop"] + report.per_message["others"])
     assert 1 in report.long.threads and len(report.long.threads) >= 3  # loop, writer, ...
     assert "loop (thread 1)" in report.summary()
+    # counts compare only under one interpreter, so the report names the one it ran on
+    interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    assert report.python == f"{platform.python_version()} ({interpreter})"
+    assert f"Python {report.python}" in report.summary()
 
 
 def test_counts_are_read_per_thread_and_summed_over_dumps(tmp_path: Path) -> None:
